@@ -1,0 +1,61 @@
+using Microsoft.Build.Framework;
+using Microsoft.Build.Utilities;
+
+namespace Retention.Build.Tasks;
+
+/// <summary>
+/// TorchSharp 0.107's libLibTorchSharp.so requires GLIBCXX_3.4.32 for one symbol
+/// (std::ios_base_library_init) that GCC 13 emits as a link marker and nothing calls.
+/// On hosts whose libstdc++ lacks that version (Debian 12, Ubuntu 22.04) the library fails
+/// to load. Marking the requirement WEAK in the build-output copy makes glibc's loader
+/// accept it. The NuGet cache is never touched, and nothing happens where the host has it.
+/// </summary>
+public sealed class MarkMissingGlibcxxVersionWeak : Microsoft.Build.Utilities.Task
+{
+    /// <summary>Copies of the native library in build or publish output.</summary>
+    [Required] public ITaskItem[] Files { get; set; } = Array.Empty<ITaskItem>();
+
+    public string Version { get; set; } = "GLIBCXX_3.4.32";
+
+    /// <summary>Overrides the host libstdc++ lookup (tests use it).</summary>
+    public string? HostLibStdCxx { get; set; }
+
+    private static readonly string[] LibraryDirectories =
+    {
+        "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64", "/lib64", "/usr/lib", "/lib",
+    };
+
+    public override bool Execute()
+    {
+        string? host = HostLibStdCxx ?? FindHostLibStdCxx();
+        if (host is not null && new ElfFile(File.ReadAllBytes(host), host).DefinesVersion(Version))
+        {
+            Log.LogMessage(MessageImportance.Low, $"{host} defines {Version}; TorchSharp's native library needs no patch.");
+            return true;
+        }
+
+        foreach (var item in Files)
+        {
+            string path = item.ItemSpec;
+            var elf = new ElfFile(File.ReadAllBytes(path), path);
+            int changed = elf.MarkVersionRequirementWeak(Version);
+            if (changed == 0) continue;
+
+            // Write beside, then rename, so an interrupted build never leaves a half-written library.
+            string temp = path + ".patching";
+            File.WriteAllBytes(temp, elf.Bytes);
+            File.Move(temp, path, overwrite: true);
+            Log.LogMessage(MessageImportance.Normal, $"Marked {Version} weak in {path} (host libstdc++: {host ?? "not found"}).");
+        }
+        return !Log.HasLoggedErrors;
+    }
+
+    private static string? FindHostLibStdCxx()
+    {
+        var dirs = (Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? "")
+            .Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Concat(LibraryDirectories);
+        return dirs.Select(d => Path.Combine(d, "libstdc++.so.6")).FirstOrDefault(File.Exists);
+    }
+}

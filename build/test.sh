@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command (README.md): restores, builds (the build patches the platform by itself)
+# and runs every test from a clean clone. Prints "N passed, N failed" last; non-zero on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+configuration="${CONFIGURATION:-Release}"
+results="artifacts/test-results"
+rm -rf "$results"
+
+dotnet build Retention.MLNet.sln -c "$configuration" -nologo -v minimal
+set +e
+dotnet test Retention.MLNet.sln -c "$configuration" --no-build -nologo \
+  --logger "trx;LogFilePrefix=results" --logger "console;verbosity=normal" --results-directory "$results" "$@"
+status=$?
+set -e
+
+passed=0; failed=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx")
+  passed=$((passed + $(sed -E 's/.* passed="([0-9]+)".*/\1/' <<<"$counters")))
+  failed=$((failed + $(sed -E 's/.* failed="([0-9]+)".*/\1/' <<<"$counters")))
+done
+echo "$passed passed, $failed failed"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
