@@ -1,0 +1,135 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>Splits an image into non-overlapping patches and projects each to <c>dim</c>: [B, C, H, W] to [B, H/p·W/p, dim].</summary>
+internal sealed class PatchEmbedding : Module<Tensor, Tensor>
+{
+    private readonly Conv2d proj;
+
+    public PatchEmbedding(int channels, int dim, int patchSize) : base(nameof(PatchEmbedding))
+    {
+        proj = Conv2d(channels, dim, kernel_size: patchSize, stride: patchSize);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor images) => proj.forward(images).flatten(2).transpose(1, 2);
+}
+
+/// <summary>The transformer MLP: Linear, GELU, Linear, with dropout.</summary>
+internal sealed class Mlp : Module<Tensor, Tensor>
+{
+    private readonly Linear fc1;
+    private readonly GELU act;
+    private readonly Linear fc2;
+    private readonly Dropout drop;
+
+    public Mlp(int dim, int hidden, double dropout) : base(nameof(Mlp))
+    {
+        fc1 = Linear(dim, hidden);
+        act = GELU();
+        fc2 = Linear(hidden, dim);
+        drop = Dropout(dropout);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => drop.forward(fc2.forward(drop.forward(act.forward(fc1.forward(x)))));
+}
+
+/// <summary>Per-channel learnable scale on a residual branch (CaiT's LayerScale).</summary>
+internal sealed class LayerScale : Module<Tensor, Tensor>
+{
+    private readonly Parameter gamma;
+
+    public LayerScale(int dim, double init) : base(nameof(LayerScale))
+    {
+        gamma = Parameter(full(dim, init));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => x * gamma;
+}
+
+/// <summary>Stochastic depth: in training, drops a whole residual branch per sample.</summary>
+internal sealed class DropPath : Module<Tensor, Tensor>
+{
+    private readonly double _rate;
+
+    public DropPath(double rate) : base(nameof(DropPath)) => _rate = rate;
+
+    public override Tensor forward(Tensor x)
+    {
+        if (!training || _rate <= 0) return x;
+        double keep = 1 - _rate;
+        var shape = new long[x.dim()];
+        Array.Fill(shape, 1L);
+        shape[0] = x.shape[0];
+        return x * bernoulli(full(shape, keep, x.dtype, x.device)).div_(keep);
+    }
+}
+
+/// <summary>
+/// A pre-LayerNorm transformer block around any token mixer:
+/// <c>x + drop_path(ls1(mixer(norm1(x))))</c>, then <c>x + drop_path(ls2(mlp(norm2(x))))</c>.
+/// ViR uses multi-scale retention as the mixer, ViT softmax attention.
+/// </summary>
+internal sealed class TransformerBlock : Module<Tensor, Tensor>
+{
+    private readonly LayerNorm norm1;
+    private readonly Module<Tensor, Tensor> mixer;
+    private readonly Module<Tensor, Tensor> ls1;
+    private readonly LayerNorm norm2;
+    private readonly Mlp mlp;
+    private readonly Module<Tensor, Tensor> ls2;
+    private readonly DropPath drop_path;
+
+    public TransformerBlock(ViRConfig config, Module<Tensor, Tensor> tokenMixer, double dropPath) : base(nameof(TransformerBlock))
+    {
+        norm1 = LayerNorm(config.Dim, eps: 1e-6);
+        mixer = tokenMixer;
+        ls1 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
+        norm2 = LayerNorm(config.Dim, eps: 1e-6);
+        mlp = new Mlp(config.Dim, (int)(config.Dim * config.MlpRatio), config.Dropout);
+        ls2 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
+        drop_path = new DropPath(dropPath);
+        RegisterComponents();
+    }
+
+    public Module<Tensor, Tensor> Mixer => mixer;
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        x = x + drop_path.forward(ls1.forward(mixer.forward(norm1.forward(x))));
+        x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
+        return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>Softmax multi-head attention through libtorch's fused scaled_dot_product_attention (the ViT baseline).</summary>
+internal sealed class SoftmaxAttention : Module<Tensor, Tensor>
+{
+    private readonly Linear qkv;
+    private readonly Linear proj;
+    private readonly int _heads;
+
+    public SoftmaxAttention(int dim, int heads) : base(nameof(SoftmaxAttention))
+    {
+        _heads = heads;
+        qkv = Linear(dim, 3 * dim);
+        proj = Linear(dim, dim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
+        var qkvHeads = qkv.forward(x).view(b, n, 3, _heads, dim / _heads).permute(2, 0, 3, 1, 4);
+        var attended = nn.functional.scaled_dot_product_attention(qkvHeads[0], qkvHeads[1], qkvHeads[2]);
+        return proj.forward(attended.transpose(1, 2).reshape(b, n, dim)).MoveToOuterDisposeScope();
+    }
+}

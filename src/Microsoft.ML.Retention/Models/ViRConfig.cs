@@ -1,0 +1,100 @@
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// The shape of a ViR (or of the ViT baseline with the same dimensions). Presets follow the
+/// ViR paper: <see cref="Tiny"/>, <see cref="Small"/>, <see cref="Base"/> and <see cref="Large"/>,
+/// all with 16×16 patches, plus <see cref="Mini"/>, which trains in minutes on 28×28 images on a CPU.
+/// </summary>
+public sealed record ViRConfig
+{
+    /// <summary>Input height in pixels the position embedding is laid out for.</summary>
+    public int ImageHeight { get; init; } = 224;
+
+    /// <summary>Input width in pixels the position embedding is laid out for.</summary>
+    public int ImageWidth { get; init; } = 224;
+
+    /// <summary>Square input size; sets <see cref="ImageHeight"/> and <see cref="ImageWidth"/>.</summary>
+    public int ImageSize
+    {
+        get => ImageHeight == ImageWidth ? ImageHeight : throw new InvalidOperationException($"The image is not square: {ImageHeight}×{ImageWidth}.");
+        init => ImageHeight = ImageWidth = value;
+    }
+
+    /// <summary>Input channels: 3 for RGB, 1 for grayscale.</summary>
+    public int Channels { get; init; } = 3;
+
+    /// <summary>Side of the square patches.</summary>
+    public int PatchSize { get; init; } = 16;
+
+    /// <summary>Token width.</summary>
+    public int Dim { get; init; } = 384;
+
+    /// <summary>Number of blocks.</summary>
+    public int Depth { get; init; } = 12;
+
+    /// <summary>Number of heads; each retention head has its own decay.</summary>
+    public int Heads { get; init; } = 6;
+
+    /// <summary>MLP hidden width as a multiple of <see cref="Dim"/>.</summary>
+    public double MlpRatio { get; init; } = 4;
+
+    /// <summary>Dropout after the position embedding and inside the MLPs.</summary>
+    public double Dropout { get; init; }
+
+    /// <summary>Stochastic depth rate of the last block; earlier blocks scale linearly from 0.</summary>
+    public double DropPath { get; init; } = 0.1;
+
+    /// <summary>Initial LayerScale; 0 turns LayerScale off.</summary>
+    public double LayerScaleInit { get; init; } = 1e-5;
+
+    /// <summary>How each retention head's decay is chosen.</summary>
+    public DecaySchedule DecaySchedule { get; init; } = DecaySchedule.RetNet;
+
+    /// <summary>Number of output classes; 0 gives a model without a head.</summary>
+    public int NumClasses { get; init; } = 1000;
+
+    /// <summary>Patches per image at the configured resolution.</summary>
+    public int PatchCount => ImageHeight / PatchSize * (ImageWidth / PatchSize);
+
+    /// <summary>ViR-Ti: dim 192, depth 12, 3 heads.</summary>
+    public static ViRConfig Tiny => new() { Dim = 192, Depth = 12, Heads = 3 };
+
+    /// <summary>ViR-S: dim 384, depth 12, 6 heads.</summary>
+    public static ViRConfig Small => new() { Dim = 384, Depth = 12, Heads = 6 };
+
+    /// <summary>ViR-B: dim 768, depth 12, 12 heads.</summary>
+    public static ViRConfig Base => new() { Dim = 768, Depth = 12, Heads = 12 };
+
+    /// <summary>ViR-L: dim 1024, depth 24, 16 heads.</summary>
+    public static ViRConfig Large => new() { Dim = 1024, Depth = 24, Heads = 16 };
+
+    /// <summary>A small ViR for 28×28 grayscale images (49 patches of 4×4) that trains in minutes on a CPU.</summary>
+    public static ViRConfig Mini => new()
+    {
+        ImageSize = 28, Channels = 1, PatchSize = 4, Dim = 96, Depth = 6, Heads = 3, MlpRatio = 2,
+        DropPath = 0.05, LayerScaleInit = 0, NumClasses = 10,
+    };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    public void Validate()
+    {
+        Require(PatchSize >= 1, nameof(PatchSize), "at least 1", PatchSize);
+        Require(ImageHeight >= PatchSize && ImageHeight % PatchSize == 0, nameof(ImageHeight), $"a positive multiple of PatchSize ({PatchSize})", ImageHeight);
+        Require(ImageWidth >= PatchSize && ImageWidth % PatchSize == 0, nameof(ImageWidth), $"a positive multiple of PatchSize ({PatchSize})", ImageWidth);
+        Require(Channels >= 1, nameof(Channels), "at least 1", Channels);
+        Require(Heads >= 1, nameof(Heads), "at least 1", Heads);
+        Require(Dim >= 1 && Dim % Heads == 0, nameof(Dim), $"a positive multiple of Heads ({Heads})", Dim);
+        Require(Depth >= 1, nameof(Depth), "at least 1", Depth);
+        Require(MlpRatio > 0, nameof(MlpRatio), "greater than 0", MlpRatio);
+        Require(Dropout is >= 0 and < 1, nameof(Dropout), "in [0, 1)", Dropout);
+        Require(DropPath is >= 0 and < 1, nameof(DropPath), "in [0, 1)", DropPath);
+        Require(LayerScaleInit >= 0, nameof(LayerScaleInit), "0 (off) or positive", LayerScaleInit);
+        Require(Enum.IsDefined(DecaySchedule), nameof(DecaySchedule), "a defined schedule", DecaySchedule);
+        Require(NumClasses >= 0, nameof(NumClasses), "0 (no head) or more", NumClasses);
+    }
+
+    private static void Require(bool ok, string field, string expected, object actual)
+    {
+        if (!ok) throw new ArgumentException($"ViRConfig.{field} must be {expected}, but it is {actual}.", field);
+    }
+}

@@ -1,0 +1,166 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// The image-transformer skeleton ViR and ViT share: a conv patch embedding, a learned position
+/// embedding on the patches (interpolated for other resolutions), a learnable [class] token,
+/// pre-LN blocks, a final LayerNorm and a linear head that reads the [class] token.
+/// </summary>
+public abstract class VisionTransformerBase : Module<Tensor, Tensor>
+{
+    private protected readonly PatchEmbedding patch_embed;
+    private protected readonly Parameter pos_embed;
+    private protected readonly Parameter cls_token;
+    private protected readonly Dropout pos_drop;
+    private protected readonly ModuleList<TransformerBlock> blocks;
+    private protected readonly LayerNorm norm;
+    private protected readonly Module<Tensor, Tensor> head;
+
+    private readonly bool _classTokenLast;
+
+    private protected VisionTransformerBase(string name, ViRConfig config, bool classTokenLast, Func<Module<Tensor, Tensor>> tokenMixer)
+        : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        _classTokenLast = classTokenLast;
+
+        patch_embed = new PatchEmbedding(config.Channels, config.Dim, config.PatchSize);
+        pos_embed = Parameter(randn(1, config.PatchCount, config.Dim) * 0.02);
+        cls_token = Parameter(randn(1, 1, config.Dim) * 1e-6);
+        pos_drop = Dropout(config.Dropout);
+        blocks = ModuleList(Enumerable.Range(0, config.Depth)
+            .Select(i => new TransformerBlock(config, tokenMixer(), config.DropPath * i / Math.Max(1, config.Depth - 1)))
+            .ToArray());
+        norm = LayerNorm(config.Dim, eps: 1e-6);
+        head = config.NumClasses > 0 ? Linear(config.Dim, config.NumClasses) : Identity();
+        RegisterComponents();
+        InitializeLinearLayers();
+    }
+
+    /// <summary>The model's shape.</summary>
+    public ViRConfig Config { get; }
+
+    /// <summary>Class logits [B, NumClasses] for images [B, C, H, W].</summary>
+    public override Tensor forward(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return head.forward(Embed(images)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The final [class] representation [B, Dim] (after the last LayerNorm) for images [B, C, H, W].</summary>
+    public Tensor Embed(Tensor images)
+    {
+        CheckImages(images);
+        using var scope = NewDisposeScope();
+        long batch = images.shape[0];
+        long gridH = images.shape[2] / Config.PatchSize, gridW = images.shape[3] / Config.PatchSize;
+
+        var patches = patch_embed.forward(images) + PositionEmbedding(gridH, gridW);
+        var cls = cls_token.expand(batch, -1, -1);
+        var x = pos_drop.forward(_classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
+        foreach (var block in blocks) x = block.forward(x);
+        x = norm.forward(x);
+        return x.select(1, _classTokenLast ? -1 : 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The blocks' token mixers, in order.</summary>
+    private protected IEnumerable<Module<Tensor, Tensor>> Mixers => blocks.Select(b => b.Mixer);
+
+    private Tensor PositionEmbedding(long gridH, long gridW)
+    {
+        long configH = Config.ImageHeight / Config.PatchSize, configW = Config.ImageWidth / Config.PatchSize;
+        if (gridH == configH && gridW == configW) return pos_embed;
+        // Another resolution: resample the learned grid bicubically, as timm does.
+        var grid = pos_embed.view(1, configH, configW, Config.Dim).permute(0, 3, 1, 2);
+        var resized = nn.functional.interpolate(grid, new[] { gridH, gridW }, mode: InterpolationMode.Bicubic, align_corners: false);
+        return resized.permute(0, 2, 3, 1).reshape(1, gridH * gridW, Config.Dim);
+    }
+
+    private void CheckImages(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.dim() != 4)
+            throw new ArgumentException($"images must have shape [B, C, H, W], but its shape is {RetentionOps.ShapeOf(images)}.", nameof(images));
+        if (images.shape[1] != Config.Channels)
+            throw new ArgumentException($"images must have {Config.Channels} channels, but they have {images.shape[1]} (shape {RetentionOps.ShapeOf(images)}).", nameof(images));
+        long h = images.shape[2], w = images.shape[3], p = Config.PatchSize;
+        if (h < p || w < p || h % p != 0 || w % p != 0)
+            throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {h}×{w}.", nameof(images));
+    }
+
+    private void InitializeLinearLayers()
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is Linear linear)
+            {
+                nn.init.trunc_normal_(linear.weight, std: 0.02);
+                if (linear.bias is not null) nn.init.zeros_(linear.bias);
+            }
+        }
+    }
+}
+
+/// <summary>
+/// A Vision Retention Network (Hatamizadeh et al., 2023): a ViT whose attention is multi-scale
+/// retention. The [class] token is appended last, because retention is causal and only the last
+/// token has seen the whole image.
+/// </summary>
+public sealed class ViRModel : VisionTransformerBase
+{
+    private RetentionMode _mode = RetentionMode.Parallel;
+    private int _chunkSize = 64;
+
+    /// <summary>Creates a randomly initialised ViR (seed it with <c>torch.manual_seed</c>).</summary>
+    public ViRModel(ViRConfig config)
+        : base(nameof(ViRModel), config, classTokenLast: true,
+               () => new MultiScaleRetention(config.Dim, config.Heads, config.DecaySchedule))
+    {
+    }
+
+    /// <summary>The form every retention layer computes in; outputs agree across modes.</summary>
+    public RetentionMode Mode
+    {
+        get => _mode;
+        set
+        {
+            if (!Enum.IsDefined(value)) throw new ArgumentException($"Unknown retention mode {value}.", nameof(Mode));
+            _mode = value;
+            foreach (var r in Retentions) r.Mode = value;
+        }
+    }
+
+    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>.</summary>
+    public int ChunkSize
+    {
+        get => _chunkSize;
+        set
+        {
+            if (value <= 0) throw new ArgumentException($"ChunkSize must be at least 1, but it is {value}.", nameof(ChunkSize));
+            _chunkSize = value;
+            foreach (var r in Retentions) r.ChunkSize = value;
+        }
+    }
+
+    private IEnumerable<MultiScaleRetention> Retentions => Mixers.Cast<MultiScaleRetention>();
+}
+
+/// <summary>
+/// The ViT baseline with the same skeleton and dimensions: softmax attention through libtorch's
+/// fused scaled_dot_product_attention, with the [class] token first.
+/// </summary>
+public sealed class ViTModel : VisionTransformerBase
+{
+    /// <summary>Creates a randomly initialised ViT (seed it with <c>torch.manual_seed</c>).</summary>
+    public ViTModel(ViRConfig config)
+        : base(nameof(ViTModel), config, classTokenLast: false, () => new SoftmaxAttention(config.Dim, config.Heads))
+    {
+    }
+}

@@ -1,0 +1,131 @@
+using System.Collections.Concurrent;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// Per-head decays γ and the decay masks and vectors derived from them, cached per
+/// (sequence or chunk length, dtype, device) so they are not rebuilt on every call.
+/// Every exponent is non-negative, so nothing overflows on long sequences.
+/// </summary>
+public sealed class RetentionDecay
+{
+    // Masks for very long sequences are large (H·N² floats): cache within a budget, build the rest on demand.
+    private const long CacheBudgetBytes = 512L << 20;
+    private const int MaxSharedDecays = 32;
+    private static readonly ConcurrentDictionary<string, RetentionDecay> SharedByValue = new();
+
+    private readonly double[] _logGammas;
+    private readonly Dictionary<(string Kind, long A, long B, ScalarType Type, string Device), Tensor> _cache = new();
+    private readonly LinkedList<(string, long, long, ScalarType, string)> _cacheOrder = new();
+    private long _cachedBytes;
+
+    /// <summary>Creates the decays; every γ must lie in (0, 1].</summary>
+    public RetentionDecay(IReadOnlyList<float> gammas)
+    {
+        ArgumentNullException.ThrowIfNull(gammas);
+        if (gammas.Count == 0) throw new ArgumentException("At least one head decay is required, but gamma is empty.", nameof(gammas));
+        for (int h = 0; h < gammas.Count; h++)
+        {
+            float g = gammas[h];
+            if (!(g > 0 && g <= 1))
+                throw new ArgumentException($"Every decay must lie in (0, 1], but gamma[{h}] is {g}.", "gamma");
+        }
+        Gammas = gammas.ToArray();
+        _logGammas = Gammas.Select(g => Math.Log(g)).ToArray();
+    }
+
+    /// <summary>The decay of each head.</summary>
+    public IReadOnlyList<float> Gammas { get; }
+
+    /// <summary>The number of heads.</summary>
+    public int Heads => Gammas.Count;
+
+    /// <summary>The shared decays for a γ tensor of shape [H], looked up by value.</summary>
+    public static RetentionDecay FromTensor(Tensor gamma)
+    {
+        ArgumentNullException.ThrowIfNull(gamma, nameof(gamma));
+        if (gamma.dim() != 1)
+            throw new ArgumentException($"gamma must have shape [H], but its shape is [{string.Join(",", gamma.shape)}].", nameof(gamma));
+        float[] values = gamma.detach().cpu().to_type(ScalarType.Float32).data<float>().ToArray();
+        string key = string.Join(",", values.Select(v => BitConverter.SingleToInt32Bits(v)));
+        if (SharedByValue.TryGetValue(key, out var shared)) return shared;
+        if (SharedByValue.Count >= MaxSharedDecays) SharedByValue.Clear();
+        return SharedByValue.GetOrAdd(key, _ => new RetentionDecay(values));
+    }
+
+    /// <summary>The γ of every head as a [H] tensor.</summary>
+    internal Tensor Gamma(ScalarType type, Device device) =>
+        Cached("gamma", 0, 0, type, device, () => tensor(_logGammas.Select(Math.Exp).ToArray()));
+
+    /// <summary>[H, n, n] with γ_h^(i−j) where i ≥ j and 0 elsewhere.</summary>
+    internal Tensor CausalMask(long n, ScalarType type, Device device) =>
+        Cached("mask", n, 0, type, device, () =>
+        {
+            // Built in float32 on the target device: a float64 [H, N, N] would not fit for long sequences.
+            // The exponent's rounding error is |ln γ·Δ|·ε relative on e^(ln γ·Δ), so at most ε/e absolute.
+            var distance = (arange(n, float32, device).unsqueeze(1) - arange(n, float32, device).unsqueeze(0)).clamp_min_(0);
+            return (LogGamma().to(float32, device).view(-1, 1, 1) * distance).exp_().tril_();
+        });
+
+    /// <summary>[H, C, 1] with γ^(i+1): decay from the state entering a chunk to its token i.</summary>
+    internal Tensor QueryDecay(long chunk, ScalarType type, Device device) =>
+        Cached("query", chunk, 0, type, device, () => exp(LogGamma().view(-1, 1, 1) * (arange(chunk, float64) + 1).view(1, -1, 1)));
+
+    /// <summary>[H, C, 1] with γ^(C−1−j): decay from token j to the end of its chunk.</summary>
+    internal Tensor KeyDecay(long chunk, ScalarType type, Device device) =>
+        Cached("key", chunk, 0, type, device, () => exp(LogGamma().view(-1, 1, 1) * (chunk - 1 - arange(chunk, float64)).view(1, -1, 1)));
+
+    /// <summary>[H, nC, nC] with γ^(C·(c−1−c')) where c' &lt; c and 0 elsewhere: how chunk c' reaches the state entering chunk c.</summary>
+    internal Tensor CrossChunkDecay(long chunk, long chunks, ScalarType type, Device device) =>
+        Cached("cross", chunk, chunks, type, device, () =>
+        {
+            var distance = (arange(chunks, float64).unsqueeze(1) - arange(chunks, float64).unsqueeze(0) - 1).clamp_min_(0);
+            return (LogGamma().view(-1, 1, 1) * (chunk * distance)).exp_().tril_(-1);
+        });
+
+    private Tensor LogGamma() => tensor(_logGammas);
+
+    private Tensor Cached(string kind, long a, long b, ScalarType type, Device device, Func<Tensor> build)
+    {
+        var key = (kind, a, b, type, device.ToString());
+        lock (_cache)
+        {
+            if (_cache.TryGetValue(key, out var hit)) return hit;
+        }
+
+        var callerScope = CurrentDisposeScope;
+        Tensor value;
+        // Built outside any caller's dispose scope, grad mode or inference mode, so the cache outlives them.
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        using (inference_mode(false))
+        {
+            value = build().to(type, device).contiguous().DetachFromDisposeScope();
+        }
+
+        long bytes = value.NumberOfElements * value.ElementSize;
+        if (bytes > CacheBudgetBytes)
+        {
+            callerScope?.Attach(value); // too big to keep: the caller's scope frees it.
+            return value;
+        }
+        lock (_cache)
+        {
+            if (_cache.TryGetValue(key, out var raced)) { value.Dispose(); return raced; }
+            while (_cachedBytes + bytes > CacheBudgetBytes && _cacheOrder.First is { } oldest)
+            {
+                var evicted = _cache[oldest.Value];
+                _cachedBytes -= evicted.NumberOfElements * evicted.ElementSize;
+                _cache.Remove(oldest.Value);
+                _cacheOrder.RemoveFirst();
+                // Not disposed: a caller on another thread may still be using it; the GC finalizes it.
+            }
+            _cache[key] = value;
+            _cacheOrder.AddLast(key);
+            _cachedBytes += bytes;
+            return value;
+        }
+    }
+}

@@ -1,0 +1,172 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// The retention operator in its three exact forms. q, k and v are [B, H, N, D] float tensors,
+/// γ is [H] with values in (0, 1], and every form returns [B, H, N, D].
+/// <para>
+/// Scaling convention: every form multiplies q by 1/√D before anything else (as the ViR authors
+/// do), so <c>Parallel(q, k, v, γ) = ((q/√D) Kᵀ ⊙ Dγ) V</c> with <c>Dγ[n, m] = γ^(n−m)</c> for n ≥ m.
+/// </para>
+/// </summary>
+public static class RetentionOps
+{
+    /// <summary>Parallel form: quadratic in N, one batched matmul pair over all heads.</summary>
+    public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor gamma) =>
+        Parallel(q, k, v, DecayFor(gamma, q));
+
+    /// <summary>Chunkwise form: parallel inside chunks of <paramref name="chunkSize"/> tokens, recurrent across them.</summary>
+    public static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, Tensor gamma, int chunkSize) =>
+        Chunkwise(q, k, v, DecayFor(gamma, q), chunkSize);
+
+    /// <summary>Recurrent form: one token at a time through a [B, H, D, D] state.</summary>
+    public static Tensor Recurrent(Tensor q, Tensor k, Tensor v, Tensor gamma) =>
+        Recurrent(q, k, v, DecayFor(gamma, q));
+
+    /// <summary>
+    /// One recurrent step for streaming: <c>S' = γ·S + kᵀv</c>, <c>o = (q/√D) S'</c>.
+    /// q, k and v are [B, H, D]; <paramref name="state"/> is [B, H, D, D] (zeros before the first token).
+    /// </summary>
+    public static (Tensor Output, Tensor State) RecurrentStep(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma)
+    {
+        CheckTokens(q, k, v, rank: 3);
+        CheckState(state, q);
+        var decay = DecayFor(gamma, q);
+        CheckHeads(decay, q);
+        return Step(state, q, k, v, decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1), Scale(q));
+    }
+
+    /// <inheritdoc cref="Parallel(Tensor, Tensor, Tensor, Tensor)"/>
+    public static Tensor Parallel(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
+    {
+        CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, q);
+        using var scope = NewDisposeScope();
+        var scores = (q * Scale(q)).matmul(k.transpose(-1, -2));
+        // In place: matmul's backward needs q and k, not the scores, so autograd allows it.
+        var output = scores.mul_(decay.CausalMask(q.shape[2], q.dtype, q.device)).matmul(v);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc cref="Chunkwise(Tensor, Tensor, Tensor, Tensor, int)"/>
+    public static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
+    {
+        if (chunkSize <= 0)
+            throw new ArgumentException($"chunkSize must be at least 1, but it is {chunkSize}.", nameof(chunkSize));
+        CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, q);
+
+        using var scope = NewDisposeScope();
+        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
+        long c = Math.Min(chunkSize, n);
+        long chunks = (n + c - 1) / c;
+        long padding = chunks * c - n;
+        var (type, device) = (q.dtype, q.device);
+
+        // Zero padding at the end adds nothing to any state, and its outputs are cut off below.
+        Tensor Chunked(Tensor x) =>
+            (padding > 0 ? nn.functional.pad(x, new long[] { 0, 0, 0, padding }) : x).view(b, h, chunks, c, d);
+        var qc = Chunked(q * Scale(q));
+        var kc = Chunked(k);
+        var vc = Chunked(v);
+
+        // Inside each chunk: the parallel form, for all chunks in one batched matmul pair.
+        var inner = (qc.matmul(kc.transpose(-1, -2)) * decay.CausalMask(c, type, device).unsqueeze(1)).matmul(vc);
+
+        Tensor output = inner;
+        if (chunks > 1)
+        {
+            // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D].
+            var chunkStates = (kc * decay.KeyDecay(c, type, device).unsqueeze(1)).transpose(-1, -2).matmul(vc);
+            // The state entering chunk c, Σ_{c'<c} γ^(C·(c−1−c')) KV_c', as one matmul over chunks.
+            var entering = decay.CrossChunkDecay(c, chunks, type, device)
+                .matmul(chunkStates.view(b, h, chunks, d * d))
+                .view(b, h, chunks, d, d);
+            var across = (qc * decay.QueryDecay(c, type, device).unsqueeze(1)).matmul(entering);
+            output = inner + across;
+        }
+
+        output = output.view(b, h, chunks * c, d);
+        if (padding > 0) output = output.narrow(2, 0, n);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc cref="Recurrent(Tensor, Tensor, Tensor, Tensor)"/>
+    public static Tensor Recurrent(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
+    {
+        CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, q);
+
+        using var scope = NewDisposeScope();
+        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
+        var gamma = decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1);
+        double scale = Scale(q);
+        var outputs = new Tensor[n];
+        var state = zeros(new[] { b, h, d, d }, q.dtype, q.device);
+        for (long t = 0; t < n; t++)
+        {
+            using var step = NewDisposeScope();
+            var (output, next) = Step(state, q.select(2, t), k.select(2, t), v.select(2, t), gamma, scale);
+            outputs[t] = output.MoveToOuterDisposeScope();
+            var previous = state;
+            state = next.MoveToOuterDisposeScope();
+            previous.Dispose(); // keeps memory constant in N; autograd holds its own reference if it needs one
+        }
+        return stack(outputs, 2).MoveToOuterDisposeScope();
+    }
+
+    private static (Tensor Output, Tensor State) Step(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma, double scale)
+    {
+        var next = gamma * state + k.unsqueeze(-1) * v.unsqueeze(-2);
+        var output = (q * scale).unsqueeze(-2).matmul(next).squeeze(-2);
+        return (output, next);
+    }
+
+    private static double Scale(Tensor q) => 1.0 / Math.Sqrt(q.shape[^1]);
+
+    private static RetentionDecay DecayFor(Tensor gamma, Tensor q)
+    {
+        ArgumentNullException.ThrowIfNull(q, nameof(q));
+        return RetentionDecay.FromTensor(gamma);
+    }
+
+    private static void CheckTokens(Tensor q, Tensor k, Tensor v, int rank)
+    {
+        string layout = rank == 4 ? "[B, H, N, D]" : "[B, H, D]";
+        foreach (var (tensor, name) in new[] { (q, nameof(q)), (k, nameof(k)), (v, nameof(v)) })
+        {
+            ArgumentNullException.ThrowIfNull(tensor, name);
+            if (tensor.dim() != rank)
+                throw new ArgumentException($"{name} must have shape {layout}, but its shape is {ShapeOf(tensor)}.", name);
+            if (!tensor.is_floating_point())
+                throw new ArgumentException($"{name} must be a floating-point tensor, but its dtype is {tensor.dtype}.", name);
+        }
+        if (!k.shape.SequenceEqual(q.shape))
+            throw new ArgumentException($"k must have the shape of q, {ShapeOf(q)}, but its shape is {ShapeOf(k)}.", nameof(k));
+        if (!v.shape.SequenceEqual(q.shape))
+            throw new ArgumentException($"v must have the shape of q, {ShapeOf(q)}, but its shape is {ShapeOf(v)}.", nameof(v));
+        if (k.dtype != q.dtype || v.dtype != q.dtype)
+            throw new ArgumentException($"q, k and v must share one dtype, but they are {q.dtype}, {k.dtype} and {v.dtype}.", nameof(k));
+        if (k.device.ToString() != q.device.ToString() || v.device.ToString() != q.device.ToString())
+            throw new ArgumentException($"q, k and v must be on one device, but they are on {q.device}, {k.device} and {v.device}.", nameof(k));
+    }
+
+    private static void CheckHeads(RetentionDecay decay, Tensor q)
+    {
+        ArgumentNullException.ThrowIfNull(decay, nameof(decay));
+        if (decay.Heads != q.shape[1])
+            throw new ArgumentException($"gamma must have one decay per head, shape [{q.shape[1]}], but it has {decay.Heads}.", "gamma");
+    }
+
+    private static void CheckState(Tensor state, Tensor q)
+    {
+        ArgumentNullException.ThrowIfNull(state, nameof(state));
+        long[] expected = { q.shape[0], q.shape[1], q.shape[2], q.shape[2] };
+        if (!state.shape.SequenceEqual(expected))
+            throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
+    }
+
+    internal static string ShapeOf(Tensor t) => $"[{string.Join(", ", t.shape)}]";
+}

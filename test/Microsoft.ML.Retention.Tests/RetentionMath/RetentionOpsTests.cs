@@ -1,0 +1,145 @@
+namespace Microsoft.ML.Retention.Tests;
+
+[TestClass]
+public sealed class RetentionOpsTests
+{
+    private const double Tolerance = 1e-4;
+
+    private static (Tensor Q, Tensor K, Tensor V, Tensor Gamma) Inputs(long b, long h, long n, long d, int seed = 1)
+    {
+        var generator = new Generator((ulong)seed);
+        var q = randn(new[] { b, h, n, d }, generator: generator);
+        var k = randn(new[] { b, h, n, d }, generator: generator);
+        var v = randn(new[] { b, h, n, d }, generator: generator);
+        return (q, k, v, tensor(DecaySchedules.Gammas(DecaySchedule.RetNet, (int)h)));
+    }
+
+    [TestMethod]
+    [DataRow(1, 1)] [DataRow(1, 7)] [DataRow(5, 3)] [DataRow(5, 8)] [DataRow(64, 16)] [DataRow(64, 64)]
+    [DataRow(100, 1)] [DataRow(100, 7)] [DataRow(100, 32)] [DataRow(197, 64)] [DataRow(197, 256)] [DataRow(257, 50)]
+    public void AllThreeFormsAgree(int n, int chunk)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, gamma) = Inputs(2, 3, n, 16);
+        var parallel = RetentionOps.Parallel(q, k, v, gamma);
+        TensorAssert.AreClose(parallel, RetentionOps.Chunkwise(q, k, v, gamma, chunk), Tolerance, $"chunkwise N={n} C={chunk}");
+        TensorAssert.AreClose(parallel, RetentionOps.Recurrent(q, k, v, gamma), Tolerance, $"recurrent N={n}");
+    }
+
+    [TestMethod]
+    public void AllThreeFormsAgreeAtSixteenThousandTokens()
+    {
+        using var scope = NewDisposeScope();
+        // The extremes of the RetNet range, 1−2^−5 and 1−2^−12; parallel at this length needs H·N² floats.
+        var (q, k, v, _) = Inputs(1, 2, 16385, 8, seed: 2);
+        var gamma = tensor(new[] { 1 - MathF.Pow(2, -5), 1 - MathF.Pow(2, -12) });
+        var parallel = RetentionOps.Parallel(q, k, v, gamma);
+        TensorAssert.AreClose(parallel, RetentionOps.Chunkwise(q, k, v, gamma, 64), Tolerance, "chunkwise C=64");
+        TensorAssert.AreClose(parallel, RetentionOps.Chunkwise(q, k, v, gamma, 1000), Tolerance, "chunkwise C=1000");
+        TensorAssert.AreClose(parallel, RetentionOps.Recurrent(q, k, v, gamma), Tolerance, "recurrent");
+    }
+
+    [TestMethod]
+    public void LongSequencesStayFiniteForEveryRetNetDecay()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, gamma) = Inputs(1, 8, 16385, 16, seed: 3); // γ from 1−2^−5 to 1−2^−12
+        var chunkwise = RetentionOps.Chunkwise(q, k, v, gamma, 128);
+        Assert.IsTrue(chunkwise.isfinite().all().ToBoolean(), "chunkwise output has non-finite values");
+        TensorAssert.AreClose(RetentionOps.Recurrent(q, k, v, gamma), chunkwise, Tolerance, "chunkwise vs recurrent");
+    }
+
+    [TestMethod]
+    public void GammaOfOneIsPlainCausalLinearAttention()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, _) = Inputs(1, 2, 9, 4);
+        var gamma = ones(2);
+        var expected = ((q / 2.0).matmul(k.transpose(-1, -2)) * ones(9, 9).tril()).matmul(v);
+        TensorAssert.AreClose(expected, RetentionOps.Parallel(q, k, v, gamma), 1e-6, "parallel with γ=1");
+        TensorAssert.AreClose(expected, RetentionOps.Chunkwise(q, k, v, gamma, 4), Tolerance, "chunkwise with γ=1");
+    }
+
+    [TestMethod]
+    public void ParallelMatchesTheDefinitionElementByElement()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, gamma) = Inputs(1, 2, 6, 4);
+        var output = RetentionOps.Parallel(q, k, v, gamma);
+        var g = gamma.data<float>().ToArray();
+        for (int h = 0; h < 2; h++)
+        for (int n = 0; n < 6; n++)
+        {
+            var expected = zeros(4);
+            for (int m = 0; m <= n; m++)
+                expected += (q[0, h, n] * k[0, h, m]).sum() / 2.0 * Math.Pow(g[h], n - m) * v[0, h, m];
+            TensorAssert.AreClose(expected, output[0, h, n], 1e-5, $"head {h} token {n}");
+        }
+    }
+
+    [TestMethod]
+    public void RecurrentStepStreamsTheRecurrentForm()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, gamma) = Inputs(2, 3, 10, 8);
+        var full = RetentionOps.Recurrent(q, k, v, gamma);
+        var state = zeros(2, 3, 8, 8);
+        for (int t = 0; t < 10; t++)
+        {
+            (var output, state) = RetentionOps.RecurrentStep(state, q.select(2, t), k.select(2, t), v.select(2, t), gamma);
+            TensorAssert.AreClose(full.select(2, t), output, 1e-6, $"token {t}");
+        }
+    }
+
+    [TestMethod]
+    public void ParallelAndChunkwiseGradientsAgree()
+    {
+        using var scope = NewDisposeScope();
+        var (q0, k0, v0, gamma) = Inputs(2, 3, 70, 8);
+        var weights = randn(2, 3, 70, 8);
+        Tensor[] Gradients(Func<Tensor, Tensor, Tensor, Tensor> retention)
+        {
+            var (q, k, v) = (q0.clone().requires_grad_(), k0.clone().requires_grad_(), v0.clone().requires_grad_());
+            (retention(q, k, v) * weights).sum().backward();
+            return new[] { q.grad!, k.grad!, v.grad! };
+        }
+        var parallel = Gradients((q, k, v) => RetentionOps.Parallel(q, k, v, gamma));
+        var chunkwise = Gradients((q, k, v) => RetentionOps.Chunkwise(q, k, v, gamma, 16));
+        var recurrent = Gradients((q, k, v) => RetentionOps.Recurrent(q, k, v, gamma));
+        string[] names = { "dq", "dk", "dv" };
+        for (int i = 0; i < 3; i++)
+        {
+            TensorAssert.AreClose(parallel[i], chunkwise[i], Tolerance, $"chunkwise {names[i]}");
+            TensorAssert.AreClose(parallel[i], recurrent[i], Tolerance, $"recurrent {names[i]}");
+        }
+    }
+
+    [TestMethod]
+    public void BadArgumentsThrowArgumentExceptionNamingThem()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, gamma) = Inputs(1, 2, 5, 4);
+
+        var e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Chunkwise(q, k, v, gamma, 0));
+        StringAssert.Contains(e.Message, "chunkSize"); StringAssert.Contains(e.Message, "0");
+        Assert.AreEqual("chunkSize", e.ParamName);
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Parallel(q, k.narrow(2, 0, 4), v, gamma));
+        Assert.AreEqual("k", e.ParamName); StringAssert.Contains(e.Message, "[1, 2, 4, 4]");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Recurrent(q, k, v.squeeze(0), gamma));
+        Assert.AreEqual("v", e.ParamName);
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Parallel(q, k, v, tensor(new[] { 0.9f, 1.5f })));
+        Assert.AreEqual("gamma", e.ParamName); StringAssert.Contains(e.Message, "1.5");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Parallel(q, k, v, tensor(new[] { 0f, 0.5f })));
+        Assert.AreEqual("gamma", e.ParamName); StringAssert.Contains(e.Message, "gamma[0] is 0");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Chunkwise(q, k, v, tensor(new[] { 0.9f, 0.9f, 0.9f }), 2));
+        Assert.AreEqual("gamma", e.ParamName); StringAssert.Contains(e.Message, "3");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.RecurrentStep(zeros(1, 2, 4, 3), q.select(2, 0), k.select(2, 0), v.select(2, 0), gamma));
+        Assert.AreEqual("state", e.ParamName);
+    }
+}
