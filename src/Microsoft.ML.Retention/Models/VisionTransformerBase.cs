@@ -72,7 +72,8 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     /// <summary>The blocks' token mixers, in order.</summary>
     private protected IEnumerable<Module<Tensor, Tensor>> Mixers => blocks.Select(b => b.Mixer);
 
-    private Tensor PositionEmbedding(long gridH, long gridW)
+    /// <summary>The position embedding [1, gridH·gridW, Dim] for a patch grid of the given size.</summary>
+    internal Tensor PositionEmbedding(long gridH, long gridW)
     {
         long configH = Config.ImageHeight / Config.PatchSize, configW = Config.ImageWidth / Config.PatchSize;
         if (gridH == configH && gridW == configW) return pos_embed;
@@ -101,7 +102,9 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         {
             if (module is Linear linear)
             {
-                nn.init.trunc_normal_(linear.weight, std: 0.02);
+                // timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e. never at this std. TorchSharp
+                // 0.107's trunc_normal_ fills every entry with the same value (measured), so use normal_.
+                nn.init.normal_(linear.weight, 0, 0.02);
                 if (linear.bias is not null) nn.init.zeros_(linear.bias);
             }
         }

@@ -1,0 +1,144 @@
+namespace Microsoft.ML.Retention.Tests;
+
+[TestClass]
+public sealed class ViRModelTests
+{
+    // Mini without drop-path, LayerScale at 1 so every retention layer moves the output.
+    private static readonly ViRConfig Config = ViRConfig.Mini with { Depth = 3, DropPath = 0, LayerScaleInit = 1 };
+
+    private static ViRModel NewModel(ViRConfig? config = null, int seed = 7)
+    {
+        manual_seed(seed);
+        var model = new ViRModel(config ?? Config);
+        model.eval();
+        return model;
+    }
+
+    private static Tensor Images(long batch, long channels, long height, long width, int seed = 11) =>
+        randn(new[] { batch, channels, height, width }, generator: new Generator((ulong)seed));
+
+    [TestMethod]
+    public void ShapesOfLogitsAndEmbedding()
+    {
+        using var scope = NewDisposeScope();
+        using var vir = NewModel();
+        using var vit = new ViTModel(Config);
+        var images = Images(3, 1, 28, 28);
+        CollectionAssert.AreEqual(new long[] { 3, 10 }, vir.forward(images).shape);
+        CollectionAssert.AreEqual(new long[] { 3, 96 }, vir.Embed(images).shape);
+        CollectionAssert.AreEqual(new long[] { 3, 10 }, vit.forward(images).shape);
+        CollectionAssert.AreEqual(new long[] { 3, 96 }, vit.Embed(images).shape);
+    }
+
+    [TestMethod]
+    [DataRow(28, 1)] [DataRow(28, 7)] [DataRow(28, 16)] [DataRow(28, 64)] [DataRow(56, 13)] [DataRow(56, 50)]
+    public void WholeModelAgreesAcrossModes(int size, int chunk)
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel();
+        using var noGrad = no_grad();
+        var images = Images(2, 1, size, size);
+
+        model.Mode = RetentionMode.Parallel;
+        var parallel = model.forward(images);
+        model.Mode = RetentionMode.Chunkwise;
+        model.ChunkSize = chunk;
+        TensorAssert.AreClose(parallel, model.forward(images), 1e-4, $"chunkwise {size}² C={chunk}");
+        model.Mode = RetentionMode.Recurrent;
+        TensorAssert.AreClose(parallel, model.forward(images), 1e-4, $"recurrent {size}²");
+    }
+
+    [TestMethod]
+    public void ClassTokenIsLastSoTheFirstPatchReachesTheLogits()
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel();
+        using var noGrad = no_grad();
+        var images = Images(1, 1, 28, 28);
+        var changed = images.clone();
+        changed.narrow(2, 0, 4).narrow(3, 0, 4).add_(3); // the first 4×4 patch only
+        Assert.AreEqual(16 * 3.0, (changed - images).sum().ToDouble(), 1e-3);
+
+        double delta = (model.forward(images) - model.forward(changed)).abs().max().ToDouble();
+        Assert.IsTrue(delta > 1e-3, $"changing the first patch moved the logits by only {delta:g3}");
+    }
+
+    [TestMethod]
+    public void SavedWeightsLoadWithBitIdenticalOutput()
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel(seed: 1);
+        var stream = new MemoryStream();
+        using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) model.save(writer);
+
+        using var loaded = NewModel(seed: 2);
+        stream.Position = 0;
+        using (var reader = new BinaryReader(stream)) loaded.load(reader);
+
+        var images = Images(2, 1, 28, 28);
+        using var noGrad = no_grad();
+        CollectionAssert.AreEqual(model.forward(images).data<float>().ToArray(), loaded.forward(images).data<float>().ToArray());
+    }
+
+    [TestMethod]
+    public void PositionEmbeddingIsInterpolatedForAnotherResolution()
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel();
+        using var noGrad = no_grad();
+        // 28² has a 7×7 grid; 56×40 has 14×10.
+        var logits = model.forward(Images(2, 1, 56, 40));
+        CollectionAssert.AreEqual(new long[] { 2, 10 }, logits.shape);
+        Assert.IsTrue(logits.isfinite().all().ToBoolean());
+
+
+        // At the configured grid the learned embedding is used as is.
+        Assert.IsTrue(model.PositionEmbedding(7, 7).equal(model.named_parameters().Single(p => p.name == "pos_embed").parameter).all().ToBoolean());
+
+        // Resampling keeps a constant embedding constant and a left-to-right ramp increasing.
+        var posEmbed = model.named_parameters().Single(p => p.name == "pos_embed").parameter;
+        posEmbed.copy_(arange(7f).repeat(7).view(1, 49, 1).expand(1, 49, 96));
+        var resampled = model.PositionEmbedding(14, 10).view(14, 10, 96);
+        Assert.AreEqual(0.0, (resampled - resampled.select(0, 0)).abs().max().ToDouble(), 1e-5, "rows differ");
+        var firstRow = resampled[0, .., 0].data<float>().ToArray();
+        for (int i = 1; i < firstRow.Length; i++) Assert.IsTrue(firstRow[i] > firstRow[i - 1], $"ramp not increasing at column {i}");
+    }
+
+    [TestMethod]
+    public void ParameterNamesFollowTheModules()
+    {
+        using var model = NewModel();
+        var names = model.named_parameters().Select(p => p.name).ToList();
+        CollectionAssert.Contains(names, "pos_embed");
+        CollectionAssert.Contains(names, "cls_token");
+        CollectionAssert.Contains(names, "patch_embed.proj.weight");
+        CollectionAssert.Contains(names, "blocks.2.mixer.qkv.weight");
+        CollectionAssert.Contains(names, "head.weight");
+
+        // Linear weights start as N(0, 0.02²), not as a constant.
+        var qkv = model.named_parameters().Single(p => p.name == "blocks.0.mixer.qkv.weight").parameter;
+        Assert.AreEqual(0.02, qkv.std().ToDouble(), 0.002);
+    }
+
+    [TestMethod]
+    public void BadArgumentsThrowArgumentExceptionNamingThem()
+    {
+        using var scope = NewDisposeScope();
+        using var model = NewModel();
+
+        var e = Assert.ThrowsExactly<ArgumentException>(() => model.forward(Images(1, 1, 30, 28)));
+        StringAssert.Contains(e.Message, "30×28"); StringAssert.Contains(e.Message, "patch size 4");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => model.forward(Images(1, 3, 28, 28)));
+        StringAssert.Contains(e.Message, "1 channels"); StringAssert.Contains(e.Message, "have 3");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => model.ChunkSize = 0);
+        Assert.AreEqual("ChunkSize", e.ParamName);
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { ImageSize = 30 }));
+        Assert.AreEqual("ImageHeight", e.ParamName); StringAssert.Contains(e.Message, "30");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { Dim = 100 }));
+        Assert.AreEqual("Dim", e.ParamName); StringAssert.Contains(e.Message, "100");
+    }
+}
