@@ -100,10 +100,13 @@ internal sealed class TransformerBlock : Module<Tensor, Tensor>
 
     public Module<Tensor, Tensor> Mixer => mixer;
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => forward(x, mixer.forward);
+
+    /// <summary>The block with the token mixer called through <paramref name="mix"/> (to pass per-call options).</summary>
+    public Tensor forward(Tensor x, Func<Tensor, Tensor> mix)
     {
         using var scope = NewDisposeScope();
-        x = x + drop_path.forward(ls1.forward(mixer.forward(norm1.forward(x))));
+        x = x + drop_path.forward(ls1.forward(mix(norm1.forward(x))));
         x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
         return x.MoveToOuterDisposeScope();
     }

@@ -50,11 +50,17 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     public override Tensor forward(Tensor images)
     {
         using var scope = NewDisposeScope();
-        return head.forward(Embed(images)).MoveToOuterDisposeScope();
+        return Classify(Embed(images)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The final [class] representation [B, Dim] (after the last LayerNorm) for images [B, C, H, W].</summary>
-    public Tensor Embed(Tensor images)
+    public virtual Tensor Embed(Tensor images) => EmbedCore(images, (mixer, x) => mixer.forward(x));
+
+    /// <summary>Class logits [B, NumClasses] from embeddings [B, Dim] (the head alone).</summary>
+    public Tensor Classify(Tensor embedding) => head.forward(embedding);
+
+    /// <summary>The embedding, with each block's token mixer called through <paramref name="mix"/>.</summary>
+    private protected Tensor EmbedCore(Tensor images, Func<Module<Tensor, Tensor>, Tensor, Tensor> mix)
     {
         CheckImages(images);
         using var scope = NewDisposeScope();
@@ -64,13 +70,10 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         var patches = patch_embed.forward(images) + PositionEmbedding(gridH, gridW);
         var cls = cls_token.expand(batch, -1, -1);
         var x = pos_drop.forward(_classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
-        foreach (var block in blocks) x = block.forward(x);
+        foreach (var block in blocks) x = block.forward(x, tokens => mix(block.Mixer, tokens));
         x = norm.forward(x);
         return x.select(1, _classTokenLast ? -1 : 0).MoveToOuterDisposeScope();
     }
-
-    /// <summary>The blocks' token mixers, in order.</summary>
-    private protected IEnumerable<Module<Tensor, Tensor>> Mixers => blocks.Select(b => b.Mixer);
 
     /// <summary>The position embedding [1, gridH·gridW, Dim] for a patch grid of the given size.</summary>
     internal Tensor PositionEmbedding(long gridH, long gridW)
@@ -128,31 +131,43 @@ public sealed class ViRModel : VisionTransformerBase
     {
     }
 
-    /// <summary>The form every retention layer computes in; outputs agree across modes.</summary>
+    /// <summary>The form <see cref="VisionTransformerBase.forward(Tensor)"/> and <see cref="Embed(Tensor)"/> compute retention in; outputs agree across modes.</summary>
     public RetentionMode Mode
     {
         get => _mode;
-        set
-        {
-            if (!Enum.IsDefined(value)) throw new ArgumentException($"Unknown retention mode {value}.", nameof(Mode));
-            _mode = value;
-            foreach (var r in Retentions) r.Mode = value;
-        }
+        set => _mode = CheckMode(value);
     }
 
     /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>.</summary>
     public int ChunkSize
     {
         get => _chunkSize;
-        set
-        {
-            if (value <= 0) throw new ArgumentException($"ChunkSize must be at least 1, but it is {value}.", nameof(ChunkSize));
-            _chunkSize = value;
-            foreach (var r in Retentions) r.ChunkSize = value;
-        }
+        set => _chunkSize = CheckChunkSize(value);
     }
 
-    private IEnumerable<MultiScaleRetention> Retentions => Mixers.Cast<MultiScaleRetention>();
+    /// <inheritdoc/>
+    public override Tensor Embed(Tensor images) => Embed(images, Mode, ChunkSize);
+
+    /// <summary>The [class] representation with retention computed in the given mode, leaving <see cref="Mode"/> as it is (safe to call from several threads).</summary>
+    public Tensor Embed(Tensor images, RetentionMode mode, int chunkSize)
+    {
+        CheckMode(mode);
+        CheckChunkSize(chunkSize);
+        return EmbedCore(images, (mixer, x) => ((MultiScaleRetention)mixer).forward(x, mode, chunkSize));
+    }
+
+    /// <summary>Class logits with retention computed in the given mode.</summary>
+    public Tensor forward(Tensor images, RetentionMode mode, int chunkSize)
+    {
+        using var scope = NewDisposeScope();
+        return Classify(Embed(images, mode, chunkSize)).MoveToOuterDisposeScope();
+    }
+
+    private static RetentionMode CheckMode(RetentionMode mode) =>
+        Enum.IsDefined(mode) ? mode : throw new ArgumentException($"Unknown retention mode {mode}.", nameof(Mode));
+
+    private static int CheckChunkSize(int chunkSize) =>
+        chunkSize > 0 ? chunkSize : throw new ArgumentException($"ChunkSize must be at least 1, but it is {chunkSize}.", nameof(ChunkSize));
 }
 
 /// <summary>
