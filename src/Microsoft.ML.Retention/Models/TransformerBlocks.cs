@@ -5,6 +5,15 @@ using static TorchSharp.torch.nn;
 
 namespace Microsoft.ML.Retention;
 
+internal static class Parameters
+{
+    /// <summary>
+    /// A parameter that belongs to its module, not to the dispose scope the module is built in:
+    /// TorchSharp's Parameter takes over the tensor's handle, and a scoped tensor would be freed with the scope.
+    /// </summary>
+    public static Parameter Owned(Tensor initialValue) => new(initialValue.DetachFromDisposeScope());
+}
+
 /// <summary>Splits an image into non-overlapping patches and projects each to <c>dim</c>: [B, C, H, W] to [B, H/p·W/p, dim].</summary>
 internal sealed class PatchEmbedding : Module<Tensor, Tensor>
 {
@@ -46,7 +55,7 @@ internal sealed class LayerScale : Module<Tensor, Tensor>
 
     public LayerScale(int dim, double init) : base(nameof(LayerScale))
     {
-        gamma = Parameter(full(dim, init));
+        gamma = Parameters.Owned(full(dim, init));
         RegisterComponents();
     }
 

@@ -31,8 +31,8 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         _classTokenLast = classTokenLast;
 
         patch_embed = new PatchEmbedding(config.Channels, config.Dim, config.PatchSize);
-        pos_embed = Parameter(randn(1, config.PatchCount, config.Dim) * 0.02);
-        cls_token = Parameter(randn(1, 1, config.Dim) * 1e-6);
+        pos_embed = Parameters.Owned(randn(1, config.PatchCount, config.Dim).mul_(0.02));
+        cls_token = Parameters.Owned(randn(1, 1, config.Dim).mul_(1e-6));
         pos_drop = Dropout(config.Dropout);
         blocks = ModuleList(Enumerable.Range(0, config.Depth)
             .Select(i => new TransformerBlock(config, tokenMixer(), config.DropPath * i / Math.Max(1, config.Depth - 1)))

@@ -105,6 +105,17 @@ public sealed class ViRModelTests
     }
 
     [TestMethod]
+    public void ModelBuiltInsideADisposeScopeOutlivesIt()
+    {
+        ViRModel model;
+        using (var scope = NewDisposeScope()) model = new ViRModel(Config with { LayerScaleInit = 0.1 });
+        using var noGrad = no_grad();
+        using var images = Images(1, 1, 28, 28);
+        Assert.IsTrue(model.forward(images).isfinite().all().ToBoolean());
+        model.Dispose();
+    }
+
+    [TestMethod]
     public void ParameterNamesFollowTheModules()
     {
         using var model = NewModel();

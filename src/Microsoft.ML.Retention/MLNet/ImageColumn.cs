@@ -1,0 +1,161 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>The kinds of input column the ViR trainer and transformer accept.</summary>
+internal enum ImageColumnKind
+{
+    /// <summary>An <see cref="MLImage"/> column, from LoadImages.</summary>
+    Image,
+
+    /// <summary>Encoded image bytes (PNG, JPEG, ...), from LoadRawImageBytes or a byte[] field.</summary>
+    EncodedBytes,
+
+    /// <summary>A float vector of known size laid out as [C, H, W], from ExtractPixels.</summary>
+    Pixels,
+}
+
+/// <summary>
+/// Reads one input column as model-ready image tensors [C, H, W] at the model's resolution:
+/// images are resized (bilinear, antialiased), mapped to the model's channels and scaled to [−1, 1];
+/// pixel vectors are taken as given and only resized.
+/// </summary>
+internal sealed class ImageColumn
+{
+    private readonly ViRConfig _config;
+    private readonly long[] _pixelShape;
+
+    private ImageColumn(string name, int index, ImageColumnKind kind, ViRConfig config, long[] pixelShape)
+    {
+        Name = name;
+        Index = index;
+        Kind = kind;
+        _config = config;
+        _pixelShape = pixelShape;
+    }
+
+    public string Name { get; }
+
+    public int Index { get; }
+
+    public ImageColumnKind Kind { get; }
+
+    /// <summary>Classifies a column type, or explains why it is not an image column.</summary>
+    public static ImageColumnKind KindOf(string name, DataViewType type)
+    {
+        if (type is ImageDataViewType) return ImageColumnKind.Image;
+        if (type is VectorDataViewType { ItemType: var item } vector)
+        {
+            if (item == NumberDataViewType.Byte) return ImageColumnKind.EncodedBytes;
+            if (item == NumberDataViewType.Single && vector.IsKnownSize) return ImageColumnKind.Pixels;
+        }
+        throw new ArgumentOutOfRangeException(nameof(name), type,
+            $"Column '{name}' must hold images: an image (LoadImages), encoded image bytes (LoadRawImageBytes or byte[]), " +
+            $"or a float vector of known size [C, H, W] (ExtractPixels); but its type is {type}.");
+    }
+
+    /// <summary>Finds and checks the column in <paramref name="schema"/> for a model of shape <paramref name="config"/>.</summary>
+    public static ImageColumn Bind(DataViewSchema schema, string name, ViRConfig config)
+    {
+        var column = schema.GetColumnOrNull(name)
+            ?? throw new ArgumentOutOfRangeException(nameof(name), name,
+                $"Image column '{name}' was not found in the input; the columns are: {string.Join(", ", schema.Select(c => $"'{c.Name}'"))}.");
+        var kind = KindOf(name, column.Type);
+        long[] pixelShape = kind == ImageColumnKind.Pixels ? PixelShape(name, (VectorDataViewType)column.Type, config) : Array.Empty<long>();
+        return new ImageColumn(name, column.Index, kind, config, pixelShape);
+    }
+
+    /// <summary>The [C, H, W] layout of a pixel-vector column: its own three dimensions, or the model's shape.</summary>
+    public static long[] PixelShape(string name, VectorDataViewType type, ViRConfig config)
+    {
+        long[] shape = type.Dimensions.Length == 3
+            ? type.Dimensions.Select(d => (long)d).ToArray()
+            : new long[] { config.Channels, config.ImageHeight, config.ImageWidth };
+        if (shape.Aggregate(1L, (a, b) => a * b) != type.Size)
+            throw new ArgumentOutOfRangeException(nameof(name), type.Size,
+                $"Column '{name}' must be a float vector of {shape[0]}×{shape[1]}×{shape[2]} = {shape[0] * shape[1] * shape[2]} values " +
+                $"([C, H, W] for this model), but it has {type.Size}.");
+        if (shape[0] != config.Channels)
+            throw new ArgumentOutOfRangeException(nameof(name), shape[0],
+                $"Column '{name}' has {shape[0]} channels, but the model expects {config.Channels}.");
+        return shape;
+    }
+
+    /// <summary>A reader for the current row of <paramref name="row"/>: returns [C, H, W] or throws <see cref="InvalidDataException"/> naming the row.</summary>
+    public Func<Tensor> Reader(DataViewRow row)
+    {
+        switch (Kind)
+        {
+            case ImageColumnKind.Image:
+            {
+                var getter = row.GetGetter<MLImage>(row.Schema[Index]);
+                return () =>
+                {
+                    MLImage image = null!;
+                    getter(ref image);
+                    if (image is null) throw BadImage(row.Position, "the image is missing");
+                    return FromImage(image);
+                };
+            }
+            case ImageColumnKind.EncodedBytes:
+            {
+                var getter = row.GetGetter<VBuffer<byte>>(row.Schema[Index]);
+                var bytes = default(VBuffer<byte>);
+                return () =>
+                {
+                    getter(ref bytes);
+                    if (bytes.Length == 0) throw BadImage(row.Position, "it has no bytes");
+                    MLImage image;
+                    try
+                    {
+                        image = MLImage.CreateFromStream(new MemoryStream(bytes.DenseValues().ToArray(), writable: false));
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or NotSupportedException)
+                    {
+                        throw BadImage(row.Position, $"it could not be decoded ({bytes.Length} bytes: {e.Message})");
+                    }
+                    using (image) return FromImage(image);
+                };
+            }
+            default:
+            {
+                var getter = row.GetGetter<VBuffer<float>>(row.Schema[Index]);
+                var values = default(VBuffer<float>);
+                return () =>
+                {
+                    getter(ref values);
+                    var pixels = tensor(values.DenseValues().ToArray()).view(_pixelShape);
+                    return Resize(pixels);
+                };
+            }
+        }
+    }
+
+    private InvalidDataException BadImage(long row, string why) =>
+        new($"Column '{Name}', row {row}: {why}.");
+
+    private Tensor FromImage(MLImage image)
+    {
+        using var scope = NewDisposeScope();
+        // MLImage pixels are 4 bytes per pixel, in BGRA or RGBA order.
+        var hwc = tensor(image.Pixels.ToArray()).view(image.Height, image.Width, 4).permute(2, 0, 1).to(float32).div_(255);
+        var (r, g, b) = image.PixelFormat == MLPixelFormat.Bgra32 ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
+        var planes = _config.Channels switch
+        {
+            1 => (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(0),
+            3 => stack(new[] { r, g, b }),
+            4 => stack(new[] { r, g, b, hwc[3] }),
+            _ => throw new InvalidOperationException($"Images can feed a model with 1, 3 or 4 channels, but this model has {_config.Channels}."),
+        };
+        return Resize(planes.sub_(0.5).div_(0.5)).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Resize(Tensor chw)
+    {
+        if (chw.shape[1] == _config.ImageHeight && chw.shape[2] == _config.ImageWidth) return chw;
+        return nn.functional.interpolate(chw.unsqueeze(0), new long[] { _config.ImageHeight, _config.ImageWidth },
+            mode: InterpolationMode.Bilinear, align_corners: false, antialias: true).squeeze(0);
+    }
+}

@@ -1,0 +1,115 @@
+using Microsoft.ML.Data;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// The result of <see cref="ViRImageClassificationTransformer.Transform"/>: the input plus the
+/// output columns, scored <see cref="ViRImageClassificationTransformer.BatchSize"/> images per
+/// forward pass. A cursor reads ahead a batch of images on a second cursor over the same input,
+/// so passed-through columns never need buffering.
+/// </summary>
+internal sealed class ScoredImageDataView : IDataView
+{
+    private readonly ViRImageClassificationTransformer _parent;
+    private readonly IDataView _input;
+    private readonly ImageColumn _images;
+
+    public ScoredImageDataView(ViRImageClassificationTransformer parent, IDataView input)
+    {
+        _parent = parent;
+        _input = input;
+        _images = ImageColumn.Bind(input.Schema, parent.Columns.Features, parent.Config);
+        Schema = parent.GetOutputSchema(input.Schema);
+    }
+
+    public DataViewSchema Schema { get; }
+
+    public bool CanShuffle => false;
+
+    public long? GetRowCount() => _input.GetRowCount();
+
+    public DataViewRowCursor GetRowCursor(IEnumerable<DataViewSchema.Column> columnsNeeded, Random? rand = null)
+    {
+        var active = new HashSet<int>(columnsNeeded.Select(c => c.Index));
+        int inputCount = _input.Schema.Count;
+        var main = _input.GetRowCursor(_input.Schema.Where(c => active.Contains(c.Index)));
+        var lookahead = active.Any(i => i >= inputCount) ? _input.GetRowCursor(new[] { _input.Schema[_images.Index] }) : null;
+        return new Cursor(this, main, lookahead, active);
+    }
+
+    public DataViewRowCursor[] GetRowCursorSet(IEnumerable<DataViewSchema.Column> columnsNeeded, int n, Random? rand = null) =>
+        new[] { GetRowCursor(columnsNeeded, rand) };
+
+    private sealed class Cursor : DataViewRowCursor
+    {
+        private readonly ScoredImageDataView _view;
+        private readonly DataViewRowCursor _main;
+        private readonly DataViewRowCursor? _lookahead;
+        private readonly Func<Tensor>? _readImage;
+        private readonly HashSet<int> _active;
+        private readonly Delegate[] _outputGetters;
+        private ScoredBatch? _batch;
+        private int _index = -1;
+
+        public Cursor(ScoredImageDataView view, DataViewRowCursor main, DataViewRowCursor? lookahead, HashSet<int> active)
+        {
+            _view = view;
+            _main = main;
+            _lookahead = lookahead;
+            _readImage = lookahead is null ? null : view._images.Reader(lookahead);
+            _active = active;
+            _outputGetters = ScoredBatch.Getters(() => (_batch!, _index), view._parent.Config.Dim);
+        }
+
+        public override DataViewSchema Schema => _view.Schema;
+
+        public override long Position => _main.Position;
+
+        public override long Batch => _main.Batch;
+
+        public override ValueGetter<DataViewRowId> GetIdGetter() => _main.GetIdGetter();
+
+        public override bool IsColumnActive(DataViewSchema.Column column) => _active.Contains(column.Index);
+
+        public override bool MoveNext()
+        {
+            if (!_main.MoveNext()) return false;
+            if (_lookahead is not null && (_batch is null || ++_index >= _batch.Count))
+            {
+                _batch = ScoreNextBatch();
+                _index = 0;
+            }
+            return true;
+        }
+
+        public override ValueGetter<TValue> GetGetter<TValue>(DataViewSchema.Column column)
+        {
+            if (!IsColumnActive(column))
+                throw new InvalidOperationException($"Column '{column.Name}' was not requested when the cursor was opened.");
+            int inputCount = _view._input.Schema.Count;
+            if (column.Index < inputCount) return _main.GetGetter<TValue>(_main.Schema[column.Index]);
+            return _outputGetters[column.Index - inputCount] as ValueGetter<TValue>
+                ?? throw new InvalidOperationException($"Column '{column.Name}' has type {column.Type}, which cannot be read as {typeof(TValue).Name}.");
+        }
+
+        // The lookahead cursor visits the same rows as the main one, so its next rows are the next batch.
+        private ScoredBatch ScoreNextBatch()
+        {
+            using var scope = NewDisposeScope();
+            var images = new List<Tensor>(_view._parent.BatchSize);
+            while (images.Count < _view._parent.BatchSize && _lookahead!.MoveNext()) images.Add(_readImage!());
+            return _view._parent.Score(images);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _main.Dispose();
+                _lookahead?.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+    }
+}

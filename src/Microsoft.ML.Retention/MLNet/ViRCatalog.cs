@@ -1,0 +1,53 @@
+using Microsoft.ML.Retention.MLNetInternals;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>Adds <c>ViR(...)</c> to <c>mlContext.MulticlassClassification.Trainers</c>.</summary>
+public static class ViRCatalog
+{
+    /// <summary>
+    /// A Vision Retention Network image classifier. The label must be a key (MapValueToKey); the
+    /// features are images (LoadImages), encoded image bytes (LoadRawImageBytes) or pixel vectors (ExtractPixels).
+    /// </summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="labelColumnName">The key-typed label column.</param>
+    /// <param name="featureColumnName">The image column.</param>
+    /// <param name="scoreColumnName">Output column of class probabilities.</param>
+    /// <param name="predictedLabelColumnName">Output column of the predicted class key.</param>
+    /// <param name="architecture">The size preset.</param>
+    /// <param name="maxEpoch">Passes over the training data.</param>
+    /// <param name="batchSize">Images per step.</param>
+    /// <param name="validationSet">Data scored after every epoch, or null.</param>
+    public static ViRImageClassificationTrainer ViR(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        string labelColumnName = "Label",
+        string featureColumnName = "Features",
+        string scoreColumnName = "Score",
+        string predictedLabelColumnName = "PredictedLabel",
+        ViRArchitecture architecture = ViRArchitecture.Tiny,
+        int maxEpoch = 10,
+        int batchSize = 32,
+        IDataView? validationSet = null) =>
+        catalog.ViR(new ViRImageClassificationTrainer.Options
+        {
+            LabelColumnName = labelColumnName,
+            FeatureColumnName = featureColumnName,
+            ScoreColumnName = scoreColumnName,
+            PredictedLabelColumnName = predictedLabelColumnName,
+            Architecture = architecture,
+            MaxEpoch = maxEpoch,
+            BatchSize = batchSize,
+            ValidationSet = validationSet,
+        });
+
+    /// <summary>A Vision Retention Network image classifier with every option.</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="options">The trainer's options.</param>
+    public static ViRImageClassificationTrainer ViR(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        ViRImageClassificationTrainer.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ViRImageClassificationTrainer(MLNetHost.Environment(catalog), options);
+    }
+}

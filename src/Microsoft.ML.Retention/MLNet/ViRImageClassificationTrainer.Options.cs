@@ -1,0 +1,154 @@
+using Microsoft.ML.Data;
+
+namespace Microsoft.ML.Retention;
+
+public sealed partial class ViRImageClassificationTrainer
+{
+    /// <summary>Everything <see cref="ViRImageClassificationTrainer"/> can be told.</summary>
+    public sealed class Options
+    {
+        // ---- Columns ----
+
+        /// <summary>The label: a key column (use MapValueToKey). The class count is its key count.</summary>
+        public string LabelColumnName = DefaultColumnNames.Label;
+
+        /// <summary>The images: an MLImage column (LoadImages), encoded bytes (LoadRawImageBytes or byte[]), or a float vector [C, H, W] (ExtractPixels).</summary>
+        public string FeatureColumnName = DefaultColumnNames.Features;
+
+        /// <summary>Output: class probabilities.</summary>
+        public string ScoreColumnName = DefaultColumnNames.Score;
+
+        /// <summary>Output: the most probable class, as a key with the label's names.</summary>
+        public string PredictedLabelColumnName = DefaultColumnNames.PredictedLabel;
+
+        /// <summary>Optional output: the final [class] representation, a float vector of Dim values. Null for none.</summary>
+        public string? EmbeddingColumnName;
+
+        // ---- Model ----
+
+        /// <summary>The size preset; the overrides below replace single fields of it.</summary>
+        public ViRArchitecture Architecture = ViRArchitecture.Tiny;
+
+        /// <summary>Width in pixels the model runs at (images are resized); default: the preset's.</summary>
+        public int? ImageWidth;
+
+        /// <summary>Height in pixels the model runs at (images are resized); default: the preset's.</summary>
+        public int? ImageHeight;
+
+        /// <summary>Model input channels: 1 (grayscale), 3 (RGB) or 4 (RGBA); default: the preset's, or the pixel vector's.</summary>
+        public int? Channels;
+
+        /// <summary>Override of <see cref="ViRConfig.PatchSize"/>.</summary>
+        public int? PatchSize;
+
+        /// <summary>Override of <see cref="ViRConfig.Dim"/>.</summary>
+        public int? Dim;
+
+        /// <summary>Override of <see cref="ViRConfig.Depth"/>.</summary>
+        public int? Depth;
+
+        /// <summary>Override of <see cref="ViRConfig.Heads"/>.</summary>
+        public int? Heads;
+
+        /// <summary>Override of <see cref="ViRConfig.MlpRatio"/>.</summary>
+        public double? MlpRatio;
+
+        /// <summary>Override of <see cref="ViRConfig.Dropout"/>.</summary>
+        public double? Dropout;
+
+        /// <summary>Override of <see cref="ViRConfig.DropPath"/>.</summary>
+        public double? DropPath;
+
+        /// <summary>Override of <see cref="ViRConfig.LayerScaleInit"/> (0 turns LayerScale off).</summary>
+        public double? LayerScaleInit;
+
+        /// <summary>Override of <see cref="ViRConfig.DecaySchedule"/>.</summary>
+        public DecaySchedule? DecaySchedule;
+
+        // ---- Optimisation ----
+
+        /// <summary>Passes over the training data.</summary>
+        public int MaxEpoch = 10;
+
+        /// <summary>Images per optimizer step (and per scoring batch).</summary>
+        public int BatchSize = 32;
+
+        /// <summary>Peak AdamW learning rate, reached after warmup.</summary>
+        public double LearningRate = 1e-3;
+
+        /// <summary>AdamW weight decay (not applied to biases, norms and embeddings).</summary>
+        public double WeightDecay = 0.05;
+
+        /// <summary>Epochs of linear warmup before the cosine decay (fractions allowed).</summary>
+        public double WarmupEpochs = 1;
+
+        /// <summary>Label smoothing of the cross-entropy loss.</summary>
+        public double LabelSmoothing = 0.1;
+
+        /// <summary>Clips the global gradient norm to this value; 0 turns clipping off.</summary>
+        public double GradientClipNorm = 1.0;
+
+        // ---- Augmentation ----
+
+        /// <summary>Random resized crop plus horizontal flip during training.</summary>
+        public bool Augment = true;
+
+        /// <summary>Smallest crop area, as a fraction of the image, for the random resized crop.</summary>
+        public double MinCropScale = 0.35;
+
+        /// <summary>Flips half the training images horizontally (when <see cref="Augment"/> is on).</summary>
+        public bool HorizontalFlip = true;
+
+        // ---- Retention ----
+
+        /// <summary>How retention is computed in training: Parallel or Chunkwise (their gradients agree).</summary>
+        public RetentionMode TrainingRetentionMode = RetentionMode.Parallel;
+
+        /// <summary>Chunk size for chunkwise retention, in training and for the trained transformer.</summary>
+        public int ChunkSize = 64;
+
+        /// <summary>The mode the trained transformer predicts in (change it later with WithRetentionMode).</summary>
+        public RetentionMode PredictionRetentionMode = RetentionMode.Parallel;
+
+        // ---- Validation ----
+
+        /// <summary>Data scored after every epoch (same columns as the training data).</summary>
+        public IDataView? ValidationSet;
+
+        /// <summary>Without a ValidationSet, holds out this fraction of the training rows for validation (0 for none).</summary>
+        public double ValidationSetFraction;
+
+        /// <summary>Stops when validation stops improving; needs validation data.</summary>
+        public EarlyStoppingOptions? EarlyStopping;
+
+        // ---- Reporting ----
+
+        /// <summary>Called after every epoch with its metrics.</summary>
+        public Action<ViREpochMetrics>? MetricsCallback;
+
+        // ---- Data ----
+
+        /// <summary>Skips rows whose image cannot be read, with a logged warning and a count, instead of failing.</summary>
+        public bool SkipBadImages;
+
+        /// <summary>
+        /// Decoded training images are kept in memory (as float32 [N, C, H, W]) when they fit in this many bytes;
+        /// larger data sets are streamed from the IDataView every epoch through a shuffle buffer.
+        /// </summary>
+        public long InMemoryBudgetBytes = 2L << 30;
+
+        // ---- Runtime ----
+
+        /// <summary>Seed for initialisation, shuffling, augmentation and dropout; default: the MLContext's seed, else 1.</summary>
+        public int? Seed;
+
+        /// <summary>Where to train and score.</summary>
+        public ViRDevice Device = ViRDevice.Auto;
+
+        /// <summary>With Device = Cuda and no CUDA, train on the CPU with a warning instead of failing.</summary>
+        public bool FallbackToCpu;
+
+        /// <summary>libtorch intra-op threads; default: libtorch's choice.</summary>
+        public int? ThreadCount;
+    }
+}

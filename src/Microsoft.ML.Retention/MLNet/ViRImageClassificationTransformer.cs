@@ -1,0 +1,178 @@
+using Microsoft.ML.Data;
+using Microsoft.ML.Retention.MLNetInternals;
+using Microsoft.ML.Runtime;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>Column names a trained ViR reads and writes.</summary>
+internal sealed record ViRColumns(string Features, string Score, string PredictedLabel, string? Embedding);
+
+/// <summary>
+/// A trained ViR image classifier. It adds Score (class probabilities), PredictedLabel (a key with
+/// the label names) and, if asked for, the [class] embedding. <see cref="ITransformer.Transform"/>
+/// scores in batches; a PredictionEngine scores single rows. Choose the retention form with
+/// <see cref="WithRetentionMode"/>: every form gives the same scores.
+/// </summary>
+public sealed partial class ViRImageClassificationTransformer : ITransformer, IDisposable
+{
+    private readonly IHost _host;
+    private readonly SharedModel _shared;
+
+    internal ViRImageClassificationTransformer(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames, ViRColumns columns,
+        RetentionMode mode, int chunkSize, int batchSize)
+        : this(env, new SharedModel(model), labelNames, columns, mode, chunkSize, batchSize)
+    {
+    }
+
+    private ViRImageClassificationTransformer(IHostEnvironment env, SharedModel shared, IReadOnlyList<string> labelNames, ViRColumns columns,
+        RetentionMode mode, int chunkSize, int batchSize)
+    {
+        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown retention mode.");
+        if (chunkSize < 1) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be at least 1, but it is {chunkSize}.");
+        _host = env.Register(nameof(ViRImageClassificationTransformer));
+        _shared = shared;
+        LabelNames = labelNames;
+        Columns = columns;
+        RetentionMode = mode;
+        ChunkSize = chunkSize;
+        BatchSize = batchSize;
+        shared.Model.eval();
+    }
+
+    /// <summary>The form retention is computed in when scoring.</summary>
+    public RetentionMode RetentionMode { get; }
+
+    /// <summary>The chunk size used in <see cref="RetentionMode.Chunkwise"/>.</summary>
+    public int ChunkSize { get; }
+
+    /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
+    public int BatchSize { get; }
+
+    /// <summary>The device the weights live on.</summary>
+    public Device Device => _shared.Model.parameters().First().device;
+
+    /// <summary>The model's shape.</summary>
+    public ViRConfig Config => _shared.Model.Config;
+
+    /// <summary>The class names, in key order (key value = index + 1).</summary>
+    public IReadOnlyList<string> LabelNames { get; }
+
+    internal ViRColumns Columns { get; }
+
+    internal ViRModel Model => _shared.Model;
+
+    /// <summary>A transformer that shares these weights and predicts with retention in <paramref name="mode"/>.</summary>
+    public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)
+    {
+        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        _shared.AddReference();
+        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, mode, chunkSize ?? ChunkSize, BatchSize);
+    }
+
+    /// <inheritdoc/>
+    public bool IsRowToRowMapper => true;
+
+    /// <inheritdoc/>
+    public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        ImageColumn.Bind(inputSchema, Columns.Features, Config);
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(inputSchema);
+        builder.AddColumns(OutputColumns(inputSchema));
+        return builder.ToSchema();
+    }
+
+    /// <inheritdoc/>
+    public IDataView Transform(IDataView input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        return new ScoredImageDataView(this, input);
+    }
+
+    /// <inheritdoc/>
+    public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
+    {
+        ArgumentNullException.ThrowIfNull(inputSchema);
+        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        return new ImageRowMapper(this, inputSchema);
+    }
+
+    /// <summary>Frees the weights once every transformer sharing them is disposed.</summary>
+    public void Dispose() => _shared.Release();
+
+    /// <summary>Score, PredictedLabel and the optional embedding, in that order.</summary>
+    internal IEnumerable<DataViewSchema.DetachedColumn> OutputColumns(DataViewSchema inputSchema)
+    {
+        yield return new DataViewSchema.DetachedColumn(Columns.Score, new VectorDataViewType(NumberDataViewType.Single, LabelNames.Count),
+            ScoreColumnAnnotations.ForScore(LabelNames, inputSchema));
+        yield return new DataViewSchema.DetachedColumn(Columns.PredictedLabel, new KeyDataViewType(typeof(uint), LabelNames.Count),
+            ScoreColumnAnnotations.ForPredictedLabel(LabelNames));
+        if (Columns.Embedding is { } embedding)
+            yield return new DataViewSchema.DetachedColumn(embedding, new VectorDataViewType(NumberDataViewType.Single, Config.Dim));
+    }
+
+    /// <summary>Scores images [C, H, W] in one forward pass, without gradients.</summary>
+    internal ScoredBatch Score(IReadOnlyList<Tensor> images)
+    {
+        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var batch = stack(images).to(Device);
+        var embedding = Model.Embed(batch, RetentionMode, ChunkSize);
+        var probabilities = nn.functional.softmax(Model.Classify(embedding), 1).cpu();
+        var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
+        return new ScoredBatch(images.Count, LabelNames.Count, probabilities.data<float>().ToArray(),
+            predicted.data<int>().ToArray().Select(k => (uint)k).ToArray(),
+            Columns.Embedding is null ? null : embedding.cpu().data<float>().ToArray());
+    }
+
+    /// <summary>Weights shared by transformers that differ only in retention mode; disposed with the last of them.</summary>
+    private sealed class SharedModel
+    {
+        private int _references = 1;
+
+        public SharedModel(ViRModel model) => Model = model;
+
+        public ViRModel Model { get; }
+
+        public bool IsDisposed => Volatile.Read(ref _references) <= 0;
+
+        public void AddReference() => Interlocked.Increment(ref _references);
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref _references) == 0) Model.Dispose();
+        }
+    }
+}
+
+/// <summary>The outputs of one scored batch, on the CPU.</summary>
+internal sealed record ScoredBatch(int Count, int Classes, float[] Probabilities, uint[] PredictedKeys, float[]? Embeddings)
+{
+    /// <summary>Getters for the output columns of the row that <paramref name="current"/> names, in <see cref="ViRImageClassificationTransformer.OutputColumns"/> order.</summary>
+    public static Delegate[] Getters(Func<(ScoredBatch Batch, int Index)> current, int embeddingDim) => new Delegate[]
+    {
+        (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
+        {
+            var (batch, i) = current();
+            var editor = VBufferEditor.Create(ref value, batch.Classes);
+            batch.Probabilities.AsSpan(i * batch.Classes, batch.Classes).CopyTo(editor.Values);
+            value = editor.Commit();
+        }),
+        (ValueGetter<uint>)((ref uint value) =>
+        {
+            var (batch, i) = current();
+            value = batch.PredictedKeys[i];
+        }),
+        (ValueGetter<VBuffer<float>>)((ref VBuffer<float> value) =>
+        {
+            var (batch, i) = current();
+            var editor = VBufferEditor.Create(ref value, embeddingDim);
+            batch.Embeddings.AsSpan(i * embeddingDim, embeddingDim).CopyTo(editor.Values);
+            value = editor.Commit();
+        }),
+    };
+}

@@ -1,0 +1,176 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention.Training;
+
+/// <summary>
+/// The optimisation loop: AdamW (no weight decay on norms, biases and embeddings), warmup plus
+/// cosine schedule, label smoothing, gradient clipping, augmentation, whole-set validation and
+/// early stopping with best-weight restore.
+/// </summary>
+internal sealed class TrainingLoop
+{
+    private readonly ViRModel _model;
+    private readonly ViRImageClassificationTrainer.Options _options;
+    private readonly Device _device;
+    private readonly ITrainingObserver _observer;
+    private readonly int _seed;
+
+    public TrainingLoop(ViRModel model, ViRImageClassificationTrainer.Options options, Device device, int seed, ITrainingObserver observer)
+    {
+        _model = model;
+        _options = options;
+        _device = device;
+        _seed = seed;
+        _observer = observer;
+    }
+
+    public IReadOnlyList<ViREpochMetrics> Run(IBatchSource train, IBatchSource? validation)
+    {
+        var history = new List<ViREpochMetrics>();
+        long stepsPerEpoch = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
+        var schedule = new LearningRateSchedule(_options.LearningRate, (long)Math.Round(_options.WarmupEpochs * stepsPerEpoch), _options.MaxEpoch * stepsPerEpoch);
+        var augmentation = _options.Augment ? new ImageAugmentation(_options.MinCropScale, _options.HorizontalFlip, _seed) : null;
+        var early = _options.EarlyStopping;
+        var best = (Score: double.NegativeInfinity, Epoch: 0, Weights: (Dictionary<string, Tensor>?)null);
+        var shuffle = new Random(_seed);
+        long step = 0;
+
+        using var optimizer = CreateOptimizer();
+        try
+        {
+            for (int epoch = 1; epoch <= _options.MaxEpoch; epoch++)
+            {
+                _model.train();
+                var watch = System.Diagnostics.Stopwatch.StartNew();
+                double lossSum = 0, lr = 0;
+                long correct = 0, seen = 0, stepInEpoch = 0;
+                foreach (var (images, labels) in train.Batches(_options.BatchSize, shuffle))
+                {
+                    using (images)
+                    using (labels)
+                    using (var scope = NewDisposeScope())
+                    {
+                        _observer.CheckAlive();
+                        lr = schedule.At(step);
+                        foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+
+                        var x = images.to(_device);
+                        if (augmentation is not null) x = augmentation.Apply(x);
+                        var y = labels.to(_device);
+                        var logits = _model.forward(x, _options.TrainingRetentionMode, _options.ChunkSize);
+                        var loss = nn.functional.cross_entropy(logits, y, label_smoothing: _options.LabelSmoothing);
+                        double lossValue = loss.ToDouble();
+                        if (!double.IsFinite(lossValue))
+                            throw new InvalidOperationException(
+                                $"Training diverged: the loss is {lossValue} at epoch {epoch}, step {stepInEpoch + 1} of {stepsPerEpoch}. " +
+                                $"Try a lower LearningRate (now {_options.LearningRate:g3}) or a smaller GradientClipNorm.");
+
+                        optimizer.zero_grad();
+                        loss.backward();
+                        if (_options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClipNorm);
+                        optimizer.step();
+
+                        long batch = labels.shape[0];
+                        lossSum += lossValue * batch;
+                        correct += logits.argmax(1).eq(y).sum().ToInt64();
+                        seen += batch;
+                        step++;
+                        stepInEpoch++;
+                        _observer.OnStep(epoch, stepInEpoch, stepsPerEpoch, lossValue, lr);
+                    }
+                }
+                double imagesPerSecond = seen / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
+
+                var (valLoss, valAccuracy) = validation is null ? (null, null) : Evaluate(validation);
+                var metrics = new ViREpochMetrics(epoch, step, lossSum / Math.Max(1, seen), (double)correct / Math.Max(1, seen),
+                    valLoss, valAccuracy, lr, imagesPerSecond);
+                history.Add(metrics);
+                _observer.OnEpoch(metrics);
+
+                if (early is null || valLoss is null) continue;
+                double score = early.Metric == EarlyStoppingMetric.ValidationAccuracy ? valAccuracy!.Value : -valLoss.Value;
+                if (score > best.Score + early.MinDelta)
+                {
+                    DisposeAll(best.Weights);
+                    best = (score, epoch, early.RestoreBestWeights ? CopyWeights() : null);
+                }
+                else if (epoch - best.Epoch >= early.Patience)
+                {
+                    _observer.Info($"Early stopping after epoch {epoch}: no {early.Metric} improvement above {early.MinDelta} since epoch {best.Epoch}.");
+                    break;
+                }
+            }
+
+            if (best.Weights is not null && best.Epoch != history.Count)
+            {
+                _observer.Info($"Restoring the weights of epoch {best.Epoch}, the best by {early!.Metric}.");
+                RestoreWeights(best.Weights);
+            }
+        }
+        finally
+        {
+            DisposeAll(best.Weights);
+            _model.eval();
+        }
+        return history;
+    }
+
+    /// <summary>Mean loss and accuracy over every image of <paramref name="source"/> (no label smoothing).</summary>
+    internal (double? Loss, double? Accuracy) Evaluate(IBatchSource source)
+    {
+        _model.eval();
+        using var noGrad = no_grad();
+        double lossSum = 0;
+        long correct = 0, seen = 0;
+        foreach (var (images, labels) in source.Batches(_options.BatchSize, shuffle: null))
+        {
+            using (images)
+            using (labels)
+            using (var scope = NewDisposeScope())
+            {
+                _observer.CheckAlive();
+                var y = labels.to(_device);
+                var logits = _model.forward(images.to(_device), _options.TrainingRetentionMode, _options.ChunkSize);
+                lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).ToDouble();
+                correct += logits.argmax(1).eq(y).sum().ToInt64();
+                seen += labels.shape[0];
+            }
+        }
+        return seen == 0 ? (null, null) : (lossSum / seen, (double)correct / seen);
+    }
+
+    private optim.Optimizer CreateOptimizer()
+    {
+        // As in timm/DeiT: no weight decay on biases, norms, LayerScale and the position and class embeddings.
+        var decayed = new List<Parameter>();
+        var notDecayed = new List<Parameter>();
+        foreach (var (name, parameter) in _model.named_parameters())
+            (parameter.dim() <= 1 || name is "pos_embed" or "cls_token" ? notDecayed : decayed).Add(parameter);
+        var groups = new[]
+        {
+            new AdamW.ParamGroup(decayed, lr: _options.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: _options.WeightDecay, amsgrad: false, maximize: false),
+            new AdamW.ParamGroup(notDecayed, lr: _options.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0, amsgrad: false, maximize: false),
+        };
+        return optim.AdamW(groups, lr: _options.LearningRate, weight_decay: _options.WeightDecay);
+    }
+
+    private Dictionary<string, Tensor> CopyWeights()
+    {
+        using var noGrad = no_grad();
+        return _model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+    }
+
+    private void RestoreWeights(Dictionary<string, Tensor> weights)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, current) in _model.state_dict()) current.copy_(weights[name]);
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? weights)
+    {
+        if (weights is null) return;
+        foreach (var tensor in weights.Values) tensor.Dispose();
+    }
+}
