@@ -28,8 +28,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     private ViRImageClassificationTransformer(IHostEnvironment env, SharedModel shared, IReadOnlyList<string> labelNames, ViRColumns columns,
         RetentionMode mode, int chunkSize, int batchSize)
     {
-        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown retention mode.");
-        if (chunkSize < 1) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be at least 1, but it is {chunkSize}.");
+        CheckRetentionSettings(mode, chunkSize);
         _host = env.Register(nameof(ViRImageClassificationTransformer));
         _shared = shared;
         LabelNames = labelNames;
@@ -66,6 +65,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)
     {
         ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        CheckRetentionSettings(mode, chunkSize ?? ChunkSize);
         _shared.AddReference();
         return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, mode, chunkSize ?? ChunkSize, BatchSize);
     }
@@ -102,6 +102,12 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>Frees the weights once every transformer sharing them is disposed.</summary>
     public void Dispose() => _shared.Release();
+
+    private static void CheckRetentionSettings(RetentionMode mode, int chunkSize)
+    {
+        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, $"mode must be Parallel, Recurrent or Chunkwise, but it is {mode}.");
+        if (chunkSize < 1) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be at least 1, but it is {chunkSize}.");
+    }
 
     /// <summary>Score, PredictedLabel and the optional embedding, in that order.</summary>
     internal IEnumerable<DataViewSchema.DetachedColumn> OutputColumns(DataViewSchema inputSchema)
