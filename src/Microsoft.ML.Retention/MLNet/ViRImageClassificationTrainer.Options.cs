@@ -1,5 +1,3 @@
-using Microsoft.ML.Data;
-
 namespace Microsoft.ML.Retention;
 
 public sealed partial class ViRImageClassificationTrainer
@@ -10,16 +8,16 @@ public sealed partial class ViRImageClassificationTrainer
         // ---- Columns ----
 
         /// <summary>The label: a key column (use MapValueToKey). The class count is its key count.</summary>
-        public string LabelColumnName = DefaultColumnNames.Label;
+        public string LabelColumnName = "Label";
 
         /// <summary>The images: an MLImage column (LoadImages), encoded bytes (LoadRawImageBytes or byte[]), or a float vector [C, H, W] (ExtractPixels).</summary>
-        public string FeatureColumnName = DefaultColumnNames.Features;
+        public string FeatureColumnName = "Features";
 
         /// <summary>Output: class probabilities.</summary>
-        public string ScoreColumnName = DefaultColumnNames.Score;
+        public string ScoreColumnName = "Score";
 
         /// <summary>Output: the most probable class, as a key with the label's names.</summary>
-        public string PredictedLabelColumnName = DefaultColumnNames.PredictedLabel;
+        public string PredictedLabelColumnName = "PredictedLabel";
 
         /// <summary>Optional output: the final [class] representation, a float vector of Dim values. Null for none.</summary>
         public string? EmbeddingColumnName;
