@@ -10,32 +10,33 @@ internal sealed class ChannelTrainingObserver : ITrainingObserver
     private readonly IHost _host;
     private readonly IChannel _channel;
     private readonly ViRImageClassificationTrainer.Options _options;
-    private int _epoch;
-    private long _step, _steps;
-    private double _loss, _learningRate;
+    private ViRStepProgress? _last;
 
     public ChannelTrainingObserver(IHost host, IChannel channel, IProgressChannel progress, ViRImageClassificationTrainer.Options options)
     {
         _host = host;
         _channel = channel;
         _options = options;
-        progress.SetHeader(new ProgressHeader(new[] { "Loss", "Learning rate" }, new[] { "Epoch", "Step" }), entry =>
+        progress.SetHeader(new ProgressHeader(new[] { "Loss", "Accuracy", "Learning rate" }, new[] { "Epoch", "Step" }), entry =>
         {
-            entry.SetProgress(0, Math.Max(0, _epoch - 1), _options.MaxEpoch);
-            entry.SetProgress(1, _step, _steps);
-            entry.SetMetric(0, _loss);
-            entry.SetMetric(1, _learningRate);
+            if (_last is not { } p) return;
+            entry.SetProgress(0, p.Epoch - 1, p.MaxEpoch);
+            entry.SetProgress(1, p.StepInEpoch, p.StepsPerEpoch);
+            entry.SetMetric(0, p.RunningLoss);
+            entry.SetMetric(1, p.RunningAccuracy);
+            entry.SetMetric(2, p.LearningRate);
         });
     }
 
     public void CheckAlive() => MLNetHost.CheckAlive(_host);
 
-    public void OnStep(int epoch, long stepInEpoch, long stepsPerEpoch, double loss, double learningRate)
+    public void OnStep(ViRStepProgress p)
     {
-        (_epoch, _step, _steps, _loss, _learningRate) = (epoch, stepInEpoch, stepsPerEpoch, loss, learningRate);
-        long every = Math.Max(1, stepsPerEpoch / 10);
-        if (stepInEpoch % every == 0 || stepInEpoch == stepsPerEpoch)
-            _channel.Info($"Epoch {epoch}/{_options.MaxEpoch}, step {stepInEpoch}/{stepsPerEpoch}: loss {loss:F4}, learning rate {learningRate:G3}");
+        _last = p;
+        long every = Math.Max(1, p.StepsPerEpoch / 10);
+        if (p.StepInEpoch % every == 0 || p.StepInEpoch == p.StepsPerEpoch)
+            _channel.Info($"Epoch {p.Epoch}/{p.MaxEpoch}, step {p.StepInEpoch}/{p.StepsPerEpoch}: loss {p.Loss:F4}, learning rate {p.LearningRate:G3}");
+        _options.ProgressCallback?.Invoke(p);
     }
 
     public void OnEpoch(ViREpochMetrics m)

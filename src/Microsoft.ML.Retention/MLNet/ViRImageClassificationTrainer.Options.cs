@@ -124,6 +124,9 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>Called after every epoch with its metrics.</summary>
         public Action<ViREpochMetrics>? MetricsCallback;
 
+        /// <summary>Called after every optimizer step (for progress bars).</summary>
+        public Action<ViRStepProgress>? ProgressCallback;
+
         // ---- Data ----
 
         /// <summary>Skips rows whose image cannot be read, with a logged warning and a count, instead of failing.</summary>

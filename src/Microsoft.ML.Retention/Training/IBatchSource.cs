@@ -21,7 +21,7 @@ internal interface ITrainingObserver
     /// <summary>Throws <see cref="OperationCanceledException"/> when training should stop.</summary>
     void CheckAlive();
 
-    void OnStep(int epoch, long stepInEpoch, long stepsPerEpoch, double loss, double learningRate);
+    void OnStep(ViRStepProgress progress);
 
     void OnEpoch(ViREpochMetrics metrics);
 

@@ -78,7 +78,8 @@ internal sealed class TrainingLoop
                         seen += batch;
                         step++;
                         stepInEpoch++;
-                        _observer.OnStep(epoch, stepInEpoch, stepsPerEpoch, lossValue, lr);
+                        _observer.OnStep(new ViRStepProgress(epoch, _options.MaxEpoch, stepInEpoch, stepsPerEpoch, lossValue,
+                            lossSum / seen, (double)correct / seen, lr, seen / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
                     }
                 }
                 double imagesPerSecond = seen / Math.Max(1e-9, watch.Elapsed.TotalSeconds);

@@ -2,10 +2,10 @@ using Microsoft.ML;
 
 namespace Microsoft.ML.Retention.Tests;
 
-/// <summary>The Fashion-MNIST PNG subset in TestData (100 train and 30 test images per class).</summary>
+/// <summary>The sample's Fashion-MNIST PNG subset (750 train and 150 test images per class), copied beside the tests.</summary>
 internal static class FashionMnist
 {
-    public static string Root => Path.Combine(AppContext.BaseDirectory, "TestData", "fashion-mnist");
+    public static string Root => Path.Combine(AppContext.BaseDirectory, "data", "fashion-mnist");
 
     public sealed class ImageRow
     {

@@ -36,11 +36,11 @@ public sealed class TrainerPipelineTests
         var pipeline = FashionMnist.Preprocess(ml)
             .Append(ml.MulticlassClassification.Trainers.ViR(options))
             .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
-        var train = FashionMnist.Load(ml, "train");
+        var train = FashionMnist.Load(ml, "train", perClass: 100);
         using var model = (IDisposable)pipeline.Fit(train);
         var trained = (ITransformer)model;
 
-        var test = trained.Transform(FashionMnist.Load(ml, "test"));
+        var test = trained.Transform(FashionMnist.Load(ml, "test", perClass: 30));
         _accuracy = ml.MulticlassClassification.Evaluate(test).MicroAccuracy;
         ml.Model.Save(trained, train.Schema, ModelPath);
     }

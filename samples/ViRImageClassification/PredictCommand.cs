@@ -1,0 +1,49 @@
+using Microsoft.ML;
+using Microsoft.ML.Retention;
+using Spectre.Console;
+
+namespace ViRImageClassification;
+
+/// <summary>Loads model.zip and classifies image files or folders, printing the top-3 classes.</summary>
+public static class PredictCommand
+{
+    private static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase) { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp" };
+
+    public static int Run(string modelPath, IReadOnlyList<string> paths, RetentionMode? mode, int? chunkSize, IAnsiConsole console)
+    {
+        var ml = new MLContext();
+        ITransformer model = ml.Model.Load(modelPath, out _);
+        if (mode is { } m)
+        {
+            model = model.WithRetentionMode(m, chunkSize);
+            console.MarkupLineInterpolated($"Predicting with [blue]{m}[/] retention{(m == RetentionMode.Chunkwise ? $" (chunk size {chunkSize?.ToString() ?? "as trained"})" : "")}.");
+        }
+        var files = paths.SelectMany(ImagesAt).ToList();
+        ShowPredictions(console, ml, model, files);
+        (model as IDisposable)?.Dispose();
+        return 0;
+    }
+
+    private static IEnumerable<string> ImagesAt(string path)
+    {
+        if (File.Exists(path)) return new[] { path };
+        if (!Directory.Exists(path)) throw new FileNotFoundException($"No image file or folder at '{path}'.", path);
+        return Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
+            .Where(f => ImageExtensions.Contains(Path.GetExtension(f))).OrderBy(f => f, StringComparer.Ordinal);
+    }
+
+    /// <summary>Scores each file with a PredictionEngine and prints its top-3 classes with probabilities.</summary>
+    public static void ShowPredictions(IAnsiConsole console, MLContext ml, ITransformer model, IEnumerable<string> files)
+    {
+        using var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(model);
+        string[] classNames = TrainCommand.SlotNames(engine.OutputSchema["Score"]);
+        var table = new Table().Title("Predictions").AddColumns("Image", "Predicted", "Top 3");
+        foreach (var file in files)
+        {
+            var output = engine.Predict(new ModelInput { ImageSource = File.ReadAllBytes(file) });
+            var top3 = output.Score.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{classNames[x.i]} {x.p:P1}");
+            table.AddRow(Markup.Escape(Path.GetFileName(file)), Markup.Escape(output.PredictedLabel), Markup.Escape(string.Join(", ", top3)));
+        }
+        console.Write(table);
+    }
+}

@@ -1,0 +1,50 @@
+using System.CommandLine;
+using Microsoft.ML.Retention;
+using Spectre.Console;
+using ViRImageClassification;
+
+// Train (the default command) or predict, with System.CommandLine; see --help.
+var data = new Option<string>("--data") { Description = "ImageNet-style folder: <label>/<image>, optionally with train/ and val/ (or test/) subfolders. Default: the embedded Fashion-MNIST subset.", DefaultValueFactory = _ => TrainSettings.DefaultData };
+var arch = new Option<ViRArchitecture>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => ViRArchitecture.Mini };
+var imageSize = new Option<int?>("--image-size") { Description = "Resolution the model runs at (images are resized). Default: the architecture's." };
+var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 10 };
+var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
+var mode = new Option<RetentionMode>("--mode") { Description = "Retention form: Parallel, Recurrent or Chunkwise (training uses Parallel for Recurrent).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
+var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode.", DefaultValueFactory = _ => 32 };
+var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
+var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
+var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
+var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
+
+var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
+{
+    data, arch, imageSize, epochs, batchSize, mode, chunkSize, device, output, compare, maxPerClass,
+};
+root.SetAction(parsed =>
+{
+    TrainCommand.Run(new TrainSettings
+    {
+        Data = parsed.GetValue(data)!,
+        Architecture = parsed.GetValue(arch),
+        ImageSize = parsed.GetValue(imageSize),
+        Epochs = parsed.GetValue(epochs),
+        BatchSize = parsed.GetValue(batchSize),
+        Mode = parsed.GetValue(mode),
+        ChunkSize = parsed.GetValue(chunkSize),
+        Device = parsed.GetValue(device),
+        Output = parsed.GetValue(output)!,
+        Compare = parsed.GetValue(compare),
+        MaxImagesPerClass = parsed.GetValue(maxPerClass) ?? int.MaxValue,
+    }, AnsiConsole.Console);
+    return 0;
+});
+
+var model = new Option<string>("--model") { Description = "The model.zip to load.", DefaultValueFactory = _ => Path.Combine("vir-output", "model.zip") };
+var predictMode = new Option<RetentionMode?>("--mode") { Description = "Retention form to predict in: Parallel, Recurrent or Chunkwise. Default: as trained." };
+var predictChunk = new Option<int?>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode. Default: as trained." };
+var images = new Argument<string[]>("images") { Description = "Image files or folders to classify.", Arity = ArgumentArity.OneOrMore };
+var predict = new Command("predict", "Classify images with a saved model.zip and print the top-3 classes.") { model, predictMode, predictChunk, images };
+predict.SetAction(parsed => PredictCommand.Run(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(predictMode), parsed.GetValue(predictChunk), AnsiConsole.Console));
+root.Subcommands.Add(predict);
+
+return root.Parse(args).Invoke();

@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Retention;
+using Spectre.Console;
+
+namespace ViRImageClassification;
+
+/// <summary>Trains a ViR on an image folder, evaluates it, saves model.zip, plots, and predicts a few images.</summary>
+public static class TrainCommand
+{
+    public static TrainReport Run(TrainSettings settings, IAnsiConsole console)
+    {
+        var dataset = ImageFolderDataset.Load(settings.Data, settings.MaxImagesPerClass);
+        console.MarkupLineInterpolated($"[bold]ViR image classification[/] on [blue]{settings.Data}[/]: {dataset.Train.Count} training and {dataset.Evaluation.Count} {dataset.EvaluationName} images, {dataset.ClassNames.Count} classes.");
+        Directory.CreateDirectory(settings.Output);
+
+        var ml = new MLContext(seed: 1);
+        // Data preparation: file paths to encoded bytes (Model Builder's ImageSource), and class names to keys.
+        // The key mapping is fitted on the training images and applied to the evaluation images too.
+        var trainFiles = ml.Data.LoadFromEnumerable(dataset.Train);
+        var loadBytes = ml.Transforms.LoadRawImageBytes("ImageSource", null, "ImagePath").Fit(trainFiles);
+        var labelToKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(trainFiles);
+        var train = labelToKey.Transform(loadBytes.Transform(trainFiles));
+        var evaluationImages = loadBytes.Transform(ml.Data.LoadFromEnumerable(dataset.Evaluation));
+        var evaluation = labelToKey.Transform(evaluationImages);
+
+        var epochs = new List<ViREpochMetrics>();
+        var options = new ViRImageClassificationTrainer.Options
+        {
+            FeatureColumnName = "ImageSource",
+            Architecture = settings.Architecture,
+            ImageWidth = settings.ImageSize,
+            ImageHeight = settings.ImageSize,
+            MaxEpoch = settings.Epochs,
+            BatchSize = settings.BatchSize,
+            TrainingRetentionMode = settings.Mode == RetentionMode.Chunkwise ? RetentionMode.Chunkwise : RetentionMode.Parallel,
+            PredictionRetentionMode = settings.Mode,
+            ChunkSize = settings.ChunkSize,
+            Device = settings.Device,
+            ValidationSet = evaluation,
+            MetricsCallback = epochs.Add,
+        };
+        var pipeline = ml.MulticlassClassification.Trainers.ViR(options)
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+
+        var watch = Stopwatch.StartNew();
+        ITransformer model = null!;
+        console.Progress()
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+            .Start(context =>
+            {
+                ProgressTask? task = null;
+                options.ProgressCallback = p =>
+                {
+                    if (task is null || p.StepInEpoch == 1) task = context.AddTask($"Epoch {p.Epoch}/{p.MaxEpoch}", maxValue: p.StepsPerEpoch);
+                    task.Value = p.StepInEpoch;
+                    task.Description = $"Epoch {p.Epoch}/{p.MaxEpoch}  loss {p.RunningLoss:F3}  acc {p.RunningAccuracy:P1}  {p.ImagesPerSecond:F0} img/s";
+                };
+                // The saved model starts from the class name, as Model Builder's does.
+                model = labelToKey.Append(pipeline.Fit(train));
+            });
+        var trainingTime = watch.Elapsed;
+        console.MarkupLineInterpolated($"Trained in [green]{trainingTime:mm\\:ss}[/].");
+
+        var scored = model.Transform(evaluationImages);
+        var metrics = ml.MulticlassClassification.Evaluate(scored);
+        var classNames = SlotNames(scored.Schema["Score"]);
+        EvaluationReport.Print(console, metrics, classNames, dataset.EvaluationName);
+
+        string modelPath = Path.Combine(settings.Output, "model.zip");
+        ml.Model.Save(model, loadBytes.Transform(trainFiles).Schema, modelPath);
+        console.MarkupLineInterpolated($"Saved [blue]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024} KiB).");
+
+        WritePlots(console, settings.Output, epochs, classNames, metrics.ConfusionMatrix);
+        PredictCommand.ShowPredictions(console, ml, model, dataset.Evaluation.Take(3).Select(f => f.ImagePath));
+
+        BaselineReport? baseline = settings.Compare ? LightGbmBaseline.Run(console, ml, dataset, ViRIn(model)!.Config) : null;
+        if (baseline is not null)
+        {
+            var table = new Table().Title("ViR vs LightGbm (same run)").AddColumns("Model", "Micro accuracy", "Macro accuracy", "Training time");
+            table.AddRow("ViR", $"{metrics.MicroAccuracy:P2}", $"{metrics.MacroAccuracy:P2}", $"{trainingTime:mm\\:ss}");
+            table.AddRow("LightGbm on raw pixels", $"{baseline.MicroAccuracy:P2}", $"{baseline.MacroAccuracy:P2}", $"{baseline.TrainingTime:mm\\:ss}");
+            console.Write(table);
+        }
+        (model as IDisposable)?.Dispose();
+        return new TrainReport(metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, trainingTime, epochs, modelPath, baseline);
+    }
+
+    private static ViRImageClassificationTransformer? ViRIn(ITransformer model) => model switch
+    {
+        ViRImageClassificationTransformer vir => vir,
+        IEnumerable<ITransformer> chain => chain.Select(ViRIn).FirstOrDefault(v => v is not null),
+        _ => null,
+    };
+
+    internal static string[] SlotNames(DataViewSchema.Column score)
+    {
+        var names = default(VBuffer<ReadOnlyMemory<char>>);
+        score.GetSlotNames(ref names);
+        return names.DenseValues().Select(n => n.ToString()).ToArray();
+    }
+
+    private static void WritePlots(IAnsiConsole console, string output, List<ViREpochMetrics> epochs, string[] classNames, ConfusionMatrix confusion)
+    {
+        var data = new PlotData(
+            epochs.Select(e => e.Epoch).ToArray(),
+            epochs.Select(e => e.TrainLoss).ToArray(),
+            epochs.Select(e => e.TrainAccuracy).ToArray(),
+            epochs.All(e => e.ValidationLoss.HasValue) ? epochs.Select(e => e.ValidationLoss!.Value).ToArray() : null,
+            epochs.All(e => e.ValidationAccuracy.HasValue) ? epochs.Select(e => e.ValidationAccuracy!.Value).ToArray() : null,
+            classNames,
+            confusion.Counts.Select(row => row.ToArray()).ToArray());
+        string json = Path.Combine(output, "plot-data.json");
+        File.WriteAllText(json, JsonSerializer.Serialize(data));
+        PlotterProcess.Run(console, json, output);
+    }
+}

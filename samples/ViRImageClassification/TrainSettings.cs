@@ -1,0 +1,30 @@
+using Microsoft.ML.Retention;
+
+namespace ViRImageClassification;
+
+/// <summary>What the train command was asked to do.</summary>
+public sealed record TrainSettings
+{
+    /// <summary>The embedded Fashion-MNIST subset, copied beside the sample.</summary>
+    public static string DefaultData => Path.Combine(AppContext.BaseDirectory, "data", "fashion-mnist");
+
+    public string Data { get; init; } = DefaultData;
+    public ViRArchitecture Architecture { get; init; } = ViRArchitecture.Mini;
+    public int? ImageSize { get; init; }
+    public int Epochs { get; init; } = 10;
+    public int BatchSize { get; init; } = 64;
+    public RetentionMode Mode { get; init; } = RetentionMode.Chunkwise;
+    public int ChunkSize { get; init; } = 32;
+    public ViRDevice Device { get; init; } = ViRDevice.Auto;
+    public string Output { get; init; } = "vir-output";
+    public bool Compare { get; init; }
+    public int MaxImagesPerClass { get; init; } = int.MaxValue;
+}
+
+/// <summary>The numbers a run produced.</summary>
+public sealed record TrainReport(
+    double MicroAccuracy, double MacroAccuracy, double LogLoss, TimeSpan TrainingTime,
+    IReadOnlyList<ViREpochMetrics> Epochs, string ModelPath, BaselineReport? LightGbm);
+
+/// <summary>The LightGbm comparison (--compare).</summary>
+public sealed record BaselineReport(double MicroAccuracy, double MacroAccuracy, TimeSpan TrainingTime);

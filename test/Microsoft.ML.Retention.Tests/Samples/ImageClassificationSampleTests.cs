@@ -1,0 +1,53 @@
+using Microsoft.ML.Retention;
+using Spectre.Console;
+using ViRImageClassification;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>Runs the sample's main path on a tiny slice, so the sample cannot rot.</summary>
+[TestClass]
+public sealed class ImageClassificationSampleTests
+{
+    private static (IAnsiConsole Console, StringWriter Text) TextConsole()
+    {
+        var text = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(text), Interactive = InteractionSupport.No, Ansi = AnsiSupport.No });
+        console.Profile.Width = 240;
+        return (console, text);
+    }
+
+    [TestMethod]
+    public void TrainEvaluateSavePlotAndPredictOnATinySlice()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
+        var (console, text) = TextConsole();
+        try
+        {
+            var report = TrainCommand.Run(new TrainSettings { MaxImagesPerClass = 12, Epochs = 1, BatchSize = 32, Output = output, Compare = true, Device = ViRDevice.Cpu }, console);
+
+            Assert.AreEqual(1, report.Epochs.Count);
+            Assert.IsTrue(report.MicroAccuracy is >= 0 and <= 1 && double.IsFinite(report.LogLoss));
+            Assert.IsNotNull(report.LightGbm);
+            foreach (var file in new[] { "model.zip", "training-curves.png", "confusion-matrix.png" })
+                Assert.IsTrue(new FileInfo(Path.Combine(output, file)).Length > 10_000, $"{file} is missing or too small to be real");
+            var plotData = System.Text.Json.JsonSerializer.Deserialize<PlotData>(File.ReadAllText(Path.Combine(output, "plot-data.json")))!;
+            Assert.AreEqual(10, plotData.ClassNames.Length);
+            Assert.AreEqual(120.0, plotData.ConfusionCounts.Sum(row => row.Sum()), "the confusion matrix should count the 12 × 10 test images");
+
+            foreach (var heading in new[] { "Micro accuracy", "Confusion matrix", "Predictions", "LightGbm on raw pixels" })
+                StringAssert.Contains(text.ToString(), heading);
+
+            // The predict command loads the saved model.zip and switches its retention mode.
+            var (predictConsole, predictText) = TextConsole();
+            string bag = Path.Combine(TrainSettings.DefaultData, "test", "Bag");
+            Assert.AreEqual(0, PredictCommand.Run(report.ModelPath, new[] { bag }, RetentionMode.Recurrent, null, predictConsole));
+            string predictions = predictText.ToString();
+            StringAssert.Contains(predictions, "Recurrent");
+            Assert.AreEqual(150, Directory.GetFiles(bag).Count(f => predictions.Contains(Path.GetFileName(f))));
+        }
+        finally
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        }
+    }
+}
