@@ -7,18 +7,19 @@ using ViRImageClassification;
 var data = new Option<string>("--data") { Description = "ImageNet-style folder: <label>/<image>, optionally with train/ and val/ (or test/) subfolders. Default: the embedded Fashion-MNIST subset.", DefaultValueFactory = _ => TrainSettings.DefaultData };
 var arch = new Option<ViRArchitecture>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => ViRArchitecture.Mini };
 var imageSize = new Option<int?>("--image-size") { Description = "Resolution the model runs at (images are resized). Default: the architecture's." };
-var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 10 };
+var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 12 };
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
-var mode = new Option<RetentionMode>("--mode") { Description = "Retention form: Parallel, Recurrent or Chunkwise (training uses Parallel for Recurrent).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
+var mode = new Option<RetentionMode>("--mode") { Description = "Retention form the saved model predicts in: Parallel, Recurrent or Chunkwise (training uses Parallel; all give the same scores).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
 var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode.", DefaultValueFactory = _ => 32 };
 var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
 var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
+var augment = new Option<bool>("--augment") { Description = "Random resized crops and flips during training (pays off over many epochs, not in short runs)." };
 var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
 var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, epochs, batchSize, mode, chunkSize, device, output, compare, maxPerClass,
+    data, arch, imageSize, epochs, batchSize, mode, chunkSize, device, output, augment, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -34,6 +35,7 @@ root.SetAction(parsed =>
         Device = parsed.GetValue(device),
         Output = parsed.GetValue(output)!,
         Compare = parsed.GetValue(compare),
+        Augment = parsed.GetValue(augment),
         MaxImagesPerClass = parsed.GetValue(maxPerClass) ?? int.MaxValue,
     }, AnsiConsole.Console);
     return 0;

@@ -35,8 +35,11 @@ public static class TrainCommand
             ImageHeight = settings.ImageSize,
             MaxEpoch = settings.Epochs,
             BatchSize = settings.BatchSize,
-            TrainingRetentionMode = settings.Mode == RetentionMode.Chunkwise ? RetentionMode.Chunkwise : RetentionMode.Parallel,
+            // Training runs in parallel form (fastest for short sequences; all forms give the same result);
+            // --mode picks the form the saved model predicts in.
+            TrainingRetentionMode = RetentionMode.Parallel,
             PredictionRetentionMode = settings.Mode,
+            Augment = settings.Augment,
             ChunkSize = settings.ChunkSize,
             Device = settings.Device,
             ValidationSet = evaluation,

@@ -11,13 +11,14 @@ public sealed record TrainSettings
     public string Data { get; init; } = DefaultData;
     public ViRArchitecture Architecture { get; init; } = ViRArchitecture.Mini;
     public int? ImageSize { get; init; }
-    public int Epochs { get; init; } = 10;
+    public int Epochs { get; init; } = 12;
     public int BatchSize { get; init; } = 64;
     public RetentionMode Mode { get; init; } = RetentionMode.Chunkwise;
     public int ChunkSize { get; init; } = 32;
     public ViRDevice Device { get; init; } = ViRDevice.Auto;
     public string Output { get; init; } = "vir-output";
     public bool Compare { get; init; }
+    public bool Augment { get; init; }
     public int MaxImagesPerClass { get; init; } = int.MaxValue;
 }
 
