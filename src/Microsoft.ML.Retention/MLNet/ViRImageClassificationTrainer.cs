@@ -54,7 +54,6 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         var trainLabels = trainData.ReadLabels();
         CheckTrainingLabels(trainLabels, labelNames);
 
-        using var scope = NewDisposeScope();
         var train = Source(trainData, trainLabels.Count, config, channel, "training");
         IBatchSource? validation = null;
         if (_options.ValidationSet is not null || _options.ValidationSetFraction > 0)

@@ -59,7 +59,8 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     internal ViRColumns Columns { get; }
 
-    internal ViRModel Model => _shared.Model;
+    /// <summary>The TorchSharp model behind the transformer (shared with mode-switched copies; disposed with the last of them).</summary>
+    public ViRModel Model => _shared.Model;
 
     /// <summary>A transformer that shares these weights and predicts with retention in <paramref name="mode"/>.</summary>
     public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)

@@ -1,0 +1,41 @@
+using Microsoft.ML.Retention;
+using static TorchSharp.torch;
+
+namespace Retention.Benchmarks;
+
+/// <summary>Runs the chosen suites, prints their markdown tables and saves them.</summary>
+public static class BenchmarkRunner
+{
+    private static readonly (string Name, Func<BenchmarkSettings, ResultTable> Run)[] Suites =
+    {
+        ("kernel", KernelSuite.Run),
+        ("chunk", ChunkSizeSuite.Run),
+        ("model", ModelSuite.Run),
+        ("training", TrainingSuite.Run),
+        ("mlnet", MLNetSuite.Run),
+    };
+
+    public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log)
+    {
+        var unknown = suites.Where(s => s != "all" && Suites.All(x => x.Name != s)).ToList();
+        if (unknown.Count > 0)
+            throw new ArgumentException($"Unknown suite(s) {string.Join(", ", unknown)}; expected {string.Join(", ", Suites.Select(s => s.Name))} or all.", nameof(suites));
+        var settings = smoke ? BenchmarkSettings.SmokeTest
+            : small ? new BenchmarkSettings { ModelName = "ViR-S vs ViT-S", ModelConfig = ViRConfig.Small } : new BenchmarkSettings();
+
+        string header = $"Run on {Environment.ProcessorCount} cores, {get_num_threads()} libtorch threads, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(smoke ? " (smoke sizes)" : "")}.\n\n";
+        log.Write(header);
+        var tables = new List<ResultTable>();
+        foreach (var (name, run) in Suites.Where(s => suites.Contains("all") || suites.Contains(s.Name)))
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            var table = run(settings);
+            table.Notes.Add($"Suite time: {watch.Elapsed.TotalSeconds:F0} s.");
+            tables.Add(table);
+            log.Write(table.ToMarkdown());
+            ResultTable.Save(output, tables, header);
+        }
+        log.WriteLine($"Saved {Path.Combine(output, "results.md")} and results.json.");
+        return 0;
+    }
+}

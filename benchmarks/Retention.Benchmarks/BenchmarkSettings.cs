@@ -1,0 +1,45 @@
+using Microsoft.ML.Retention;
+
+namespace Retention.Benchmarks;
+
+/// <summary>Sizes for a full run, or tiny ones for the CI smoke run.</summary>
+public sealed record BenchmarkSettings
+{
+    public bool Smoke { get; init; }
+    public double BudgetSeconds { get; init; } = 10;
+    public int KernelBatch { get; init; } = 8;
+    public long[] KernelLengths { get; init; } = { 197, 577, 1025, 4097, 16385 };
+    public int[] ChunkSizes { get; init; } = { 32, 64, 128, 256 };
+    public int[] ChunkSweep { get; init; } = { 16, 32, 64, 128, 256, 512 };
+    public long MaxKernelBytes { get; init; } = 12L << 30;
+    public long MaxRecurrentLength { get; init; } = 16385;
+    public string ModelName { get; init; } = "ViR-Ti vs ViT-Ti";
+    public ViRConfig ModelConfig { get; init; } = ViRConfig.Tiny;
+    public int[] Resolutions { get; init; } = { 224, 384, 512, 768, 1024, 2048 };
+    public int MaxQuadraticResolution { get; init; } = 1024;
+    public int[] ModelBatches { get; init; } = { 1, 8 };
+    public int ModelChunkSize { get; init; } = 64;
+    public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
+    {
+        ("ViR-Mini 28²", ViRConfig.Mini, 64),
+        ("ViR-Ti 224²", ViRConfig.Tiny, 8),
+    };
+
+    /// <summary>Tiny sizes that exercise every suite in seconds.</summary>
+    public static BenchmarkSettings SmokeTest => new()
+    {
+        Smoke = true,
+        BudgetSeconds = 0.2,
+        KernelBatch = 1,
+        KernelLengths = new long[] { 17, 65 },
+        ChunkSizes = new[] { 8, 32 },
+        ChunkSweep = new[] { 8, 16 },
+        ModelName = "tiny ViR vs ViT",
+        ModelConfig = ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 },
+        Resolutions = new[] { 28, 56 },
+        MaxQuadraticResolution = 28,
+        ModelBatches = new[] { 1, 2 },
+        ModelChunkSize = 16,
+        TrainingModels = new[] { ("tiny ViR 28²", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 4) },
+    };
+}

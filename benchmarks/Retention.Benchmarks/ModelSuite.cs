@@ -1,0 +1,48 @@
+using Microsoft.ML.Retention;
+using static TorchSharp.torch;
+
+namespace Retention.Benchmarks;
+
+/// <summary>Whole-model inference: ViR in each retention form against a ViT of the same size.</summary>
+public static class ModelSuite
+{
+    public static ResultTable Run(BenchmarkSettings settings)
+    {
+        var config = settings.ModelConfig with { DropPath = 0 };
+        var table = new ResultTable("model", $"Model: {settings.ModelName} inference (dim {config.Dim}, depth {config.Depth}, heads {config.Heads}, patch {config.PatchSize}), images/s and peak MiB",
+            "resolution", "tokens", "batch", "model", "images/s", "peak MiB", "÷ ViT images/s");
+        manual_seed(0);
+        using var vir = new ViRModel(config);
+        using var vit = new ViTModel(config);
+        vir.eval();
+        vit.eval();
+
+        foreach (int size in settings.Resolutions)
+        foreach (int batch in settings.ModelBatches)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var images = randn(batch, config.Channels, size, size);
+            long tokens = (long)(size / config.PatchSize) * (size / config.PatchSize) + 1;
+            bool quadraticFits = size <= settings.MaxQuadraticResolution;
+
+            double vitRate = double.NaN;
+            if (quadraticFits)
+            {
+                var m = Harness.Run(() => { using var s = NewDisposeScope(); vit.forward(images); }, budgetSeconds: settings.BudgetSeconds);
+                vitRate = batch / (m.MedianMs / 1000);
+                table.Add($"{size}²", tokens, batch, "ViT (fused attention)", vitRate, m.PeakMiB, 1.0);
+            }
+            foreach (var (mode, chunk) in new[] { (RetentionMode.Parallel, 0), (RetentionMode.Chunkwise, settings.ModelChunkSize), (RetentionMode.Recurrent, 0) })
+            {
+                if (mode == RetentionMode.Parallel && !quadraticFits) continue;
+                if (mode == RetentionMode.Recurrent && tokens > settings.MaxRecurrentLength) continue;
+                var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, mode, Math.Max(1, chunk)); }, budgetSeconds: settings.BudgetSeconds);
+                double rate = batch / (m.MedianMs / 1000);
+                table.Add($"{size}²", tokens, batch, mode == RetentionMode.Chunkwise ? $"ViR chunkwise C={chunk}" : $"ViR {mode.ToString().ToLowerInvariant()}", rate, m.PeakMiB, rate / vitRate);
+            }
+        }
+        table.Notes.Add($"Parallel retention and ViT run up to {settings.MaxQuadraticResolution}²; chunkwise and recurrent go further.");
+        return table;
+    }
+}

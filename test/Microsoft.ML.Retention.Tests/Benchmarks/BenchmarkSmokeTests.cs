@@ -1,0 +1,31 @@
+using Retention.Benchmarks;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>Runs every benchmark suite at smoke sizes: it checks that they run and write their tables, not how fast.</summary>
+[TestClass]
+public sealed class BenchmarkSmokeTests
+{
+    [TestMethod]
+    public void EverySuiteRunsAndWritesItsTable()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"vir-bench-{Guid.NewGuid():N}");
+        try
+        {
+            var log = new StringWriter();
+            Assert.AreEqual(0, BenchmarkRunner.Run(new[] { "all" }, smoke: true, small: false, output, log));
+            string markdown = File.ReadAllText(Path.Combine(output, "results.md"));
+            foreach (var title in new[] { "### Kernel", "### Chunk size", "### Model", "### Training step", "### ML.NET overhead" })
+                StringAssert.Contains(markdown, title);
+            StringAssert.Contains(markdown, "| 65 | chunkwise C=32 |");
+            StringAssert.Contains(markdown, "IDataView Transform (batched)");
+            using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "results.json")));
+            Assert.AreEqual(5, json.RootElement.GetArrayLength());
+            Assert.ThrowsExactly<ArgumentException>(() => BenchmarkRunner.Run(new[] { "nope" }, true, false, output, log));
+        }
+        finally
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        }
+    }
+}
