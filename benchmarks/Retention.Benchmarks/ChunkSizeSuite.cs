@@ -11,18 +11,13 @@ public static class ChunkSizeSuite
         var sizes = settings.ChunkSweep;
         var table = new ResultTable("chunk", $"Chunk size: chunkwise forward, B={settings.KernelBatch}, H=6, D=64 (median ms)",
             new[] { "N" }.Concat(sizes.Select(c => $"C={c}")).Append("best C").ToArray());
-        var gamma = tensor(DecaySchedules.Gammas(DecaySchedule.RetNet, 6));
-        foreach (long n in settings.KernelLengths)
+        KernelInputs.ForEachLength(settings, (n, q, k, v, gamma) =>
         {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var shape = new long[] { settings.KernelBatch, 6, n, 64 };
-            var (q, k, v) = (randn(shape), randn(shape), randn(shape));
             var times = sizes.Select(c => Harness.Run(() => { using var s = NewDisposeScope(); RetentionOps.Chunkwise(q, k, v, gamma, c); },
                 budgetSeconds: settings.BudgetSeconds).MedianMs).ToArray();
             int best = sizes[Array.IndexOf(times, times.Min())];
             table.Add(new object[] { n }.Concat(times.Cast<object>()).Append(best).ToArray());
-        }
+        });
         return table;
     }
 }

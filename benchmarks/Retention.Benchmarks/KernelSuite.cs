@@ -10,14 +10,8 @@ public static class KernelSuite
     {
         var table = new ResultTable("kernel", $"Kernel: one layer forward, B={settings.KernelBatch}, H=6, D=64 (median ms, peak MiB, time ÷ fused attention)",
             "N", "form", "median ms", "peak MiB", "÷ fused attention");
-        var gamma = tensor(DecaySchedules.Gammas(DecaySchedule.RetNet, 6));
-        foreach (long n in settings.KernelLengths)
+        KernelInputs.ForEachLength(settings, (n, q, k, v, gamma) =>
         {
-            using var scope = NewDisposeScope();
-            using var noGrad = no_grad();
-            var shape = new long[] { settings.KernelBatch, 6, n, 64 };
-            var (q, k, v) = (randn(shape), randn(shape), randn(shape));
-
             var fused = Harness.Run(() => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v); }, budgetSeconds: settings.BudgetSeconds);
             table.Add(n, "fused softmax attention (sdpa)", fused.MedianMs, fused.PeakMiB, 1.0);
 
@@ -36,7 +30,7 @@ public static class KernelSuite
             Case("parallel", () => RetentionOps.Parallel(q, k, v, gamma), (settings.KernelBatch + 1) * 6 * n * n * 4);
             foreach (int c in settings.ChunkSizes) Case($"chunkwise C={c}", () => RetentionOps.Chunkwise(q, k, v, gamma, c));
             if (n <= settings.MaxRecurrentLength) Case("recurrent", () => RetentionOps.Recurrent(q, k, v, gamma));
-        }
+        });
         table.Notes.Add("Fused attention is libtorch's scaled_dot_product_attention without a mask (what ViT uses). Ideal chunkwise ÷ attention ratio from FLOP counts: about (C+D)/N.");
         return table;
     }
