@@ -110,7 +110,7 @@ public sealed partial class ViRImageClassificationTrainer
 
         // ---- Validation ----
 
-        /// <summary>Data scored after every epoch (same columns as the training data).</summary>
+        /// <summary>Data scored after every epoch, with the columns the trainer sees (so its label is already a key, mapped like the training label).</summary>
         public IDataView? ValidationSet;
 
         /// <summary>Without a ValidationSet, holds out this fraction of the training rows for validation (0 for none).</summary>
