@@ -1,4 +1,5 @@
 using Microsoft.ML.Retention;
+using Retention.Plots;
 using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
@@ -36,6 +37,8 @@ public static class BenchmarkRunner
             ResultTable.Save(output, tables, header);
         }
         log.WriteLine($"Saved {Path.Combine(output, "results.md")} and results.json.");
+        var figures = tables.SelectMany(t => t.Figures).ToList();
+        if (figures.Count > 0) log.WriteLine(PlotterProcess.Draw(figures, output));
         return 0;
     }
 }

@@ -18,7 +18,7 @@ public sealed record BenchmarkSettings
     public int[] Resolutions { get; init; } = { 224, 384, 512, 768, 1024, 2048 };
     public int MaxQuadraticResolution { get; init; } = 1024;
     public int[] ModelBatches { get; init; } = { 1, 8 };
-    public int ModelChunkSize { get; init; } = 64;
+    public int ModelChunkSize { get; init; } = Microsoft.ML.Retention.ChunkSizes.Auto;
     public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
     {
         ("ViR-Mini 28²", ViRConfig.Mini, 64),

@@ -1,4 +1,5 @@
 using Microsoft.ML.Retention;
+using Retention.Plots;
 using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
@@ -14,6 +15,14 @@ public static class ModelSuite
         manual_seed(0);
         using var vir = new ViRModel(config);
         using var vit = new ViTModel(config);
+        var rates = settings.ModelBatches.ToDictionary(b => b, _ => new SeriesSet());
+        var memory = settings.ModelBatches.ToDictionary(b => b, _ => new SeriesSet());
+        void Record(int size, long tokens, int batch, string model, Measurement m, double rate, double ratio, string? detail = null)
+        {
+            table.Add($"{size}²", tokens, batch, model + detail, rate, m.PeakMiB, ratio);
+            rates[batch].Add(model, size, rate);
+            memory[batch].Add(model, size, m.PeakMiB);
+        }
         vir.eval();
         vit.eval();
 
@@ -31,18 +40,25 @@ public static class ModelSuite
             {
                 var m = Harness.Run(() => { using var s = NewDisposeScope(); vit.forward(images); }, budgetSeconds: settings.BudgetSeconds);
                 vitRate = batch / (m.MedianMs / 1000);
-                table.Add($"{size}²", tokens, batch, "ViT (fused attention)", vitRate, m.PeakMiB, 1.0);
+                Record(size, tokens, batch, "ViT (fused attention)", m, vitRate, 1.0);
             }
             foreach (var (mode, chunk) in new[] { (RetentionMode.Parallel, 0), (RetentionMode.Chunkwise, settings.ModelChunkSize), (RetentionMode.Recurrent, 0) })
             {
                 if (mode == RetentionMode.Parallel && !quadraticFits) continue;
                 if (mode == RetentionMode.Recurrent && tokens > settings.MaxRecurrentLength) continue;
-                var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, mode, Math.Max(1, chunk)); }, budgetSeconds: settings.BudgetSeconds);
+                var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, mode, chunk); }, budgetSeconds: settings.BudgetSeconds);
                 double rate = batch / (m.MedianMs / 1000);
-                table.Add($"{size}²", tokens, batch, mode == RetentionMode.Chunkwise ? $"ViR chunkwise C={chunk}" : $"ViR {mode.ToString().ToLowerInvariant()}", rate, m.PeakMiB, rate / vitRate);
+                int c = chunk == ChunkSizes.Auto ? ChunkSizes.For(tokens) : chunk;
+                Record(size, tokens, batch, $"ViR {mode.ToString().ToLowerInvariant()}", m, rate, rate / vitRate, mode == RetentionMode.Chunkwise ? $" C={c}" : null);
             }
         }
         table.Notes.Add($"Parallel retention and ViT run up to {settings.MaxQuadraticResolution}²; chunkwise and recurrent go further.");
+        foreach (int batch in settings.ModelBatches)
+            table.Figures.Add(new Figure($"model-batch{batch}.png", 1300, 520, new[]
+            {
+                rates[batch].LogLog($"{settings.ModelName}, batch {batch}: throughput", "image side (pixels)", "images/s"),
+                memory[batch].LogLog($"{settings.ModelName}, batch {batch}: peak memory", "image side (pixels)", "peak MiB"),
+            }));
         return table;
     }
 }

@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Retention.Plots;
 
 namespace Retention.Benchmarks;
 
@@ -18,6 +19,9 @@ public sealed class ResultTable
     public string[] Columns { get; }
     public List<string[]> Rows { get; } = new();
     public List<string> Notes { get; } = new();
+
+    /// <summary>PNG figures of this table's measurements, drawn by the plot helper.</summary>
+    internal List<Figure> Figures { get; } = new();
 
     public void Add(params object[] cells) => Rows.Add(cells.Select(Format).ToArray());
 

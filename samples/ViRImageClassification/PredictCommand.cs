@@ -16,7 +16,7 @@ public static class PredictCommand
         if (mode is { } m)
         {
             model = model.WithRetentionMode(m, chunkSize);
-            console.MarkupLineInterpolated($"Predicting with [blue]{m}[/] retention{(m == RetentionMode.Chunkwise ? $" (chunk size {chunkSize?.ToString() ?? "as trained"})" : "")}.");
+            console.MarkupLineInterpolated($"Predicting with [blue]{m}[/] retention{(m == RetentionMode.Chunkwise ? $" (chunk size {chunkSize switch { null => "as trained", ChunkSizes.Auto => "automatic", int c => c.ToString() }})" : "")}.");
         }
         var files = paths.SelectMany(ImagesAt).ToList();
         ShowPredictions(console, ml, model, files);

@@ -10,16 +10,18 @@ var imageSize = new Option<int?>("--image-size") { Description = "Resolution the
 var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 12 };
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
 var mode = new Option<RetentionMode>("--mode") { Description = "Retention form the saved model predicts in: Parallel, Recurrent or Chunkwise (training uses Parallel; all give the same scores).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
-var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode.", DefaultValueFactory = _ => 32 };
+var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count.", DefaultValueFactory = _ => ChunkSizes.Auto };
 var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
 var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
+var stem = new Option<PatchStem?>("--stem") { Description = "How patches become tokens: Patchify or Convolutional. Default: the architecture's." };
+var learningRate = new Option<double>("--learning-rate") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
 var augment = new Option<bool>("--augment") { Description = "Random resized crops and flips during training (pays off over many epochs, not in short runs)." };
 var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
 var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, epochs, batchSize, mode, chunkSize, device, output, augment, compare, maxPerClass,
+    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, device, output, augment, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -28,6 +30,8 @@ root.SetAction(parsed =>
         Data = parsed.GetValue(data)!,
         Architecture = parsed.GetValue(arch),
         ImageSize = parsed.GetValue(imageSize),
+        Stem = parsed.GetValue(stem),
+        LearningRate = parsed.GetValue(learningRate),
         Epochs = parsed.GetValue(epochs),
         BatchSize = parsed.GetValue(batchSize),
         Mode = parsed.GetValue(mode),
@@ -43,7 +47,7 @@ root.SetAction(parsed =>
 
 var model = new Option<string>("--model") { Description = "The model.zip to load.", DefaultValueFactory = _ => Path.Combine("vir-output", "model.zip") };
 var predictMode = new Option<RetentionMode?>("--mode") { Description = "Retention form to predict in: Parallel, Recurrent or Chunkwise. Default: as trained." };
-var predictChunk = new Option<int?>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode. Default: as trained." };
+var predictChunk = new Option<int?>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count. Default: as trained." };
 var images = new Argument<string[]>("images") { Description = "Image files or folders to classify.", Arity = ArgumentArity.OneOrMore };
 var predict = new Command("predict", "Classify images with a saved model.zip and print the top-3 classes.") { model, predictMode, predictChunk, images };
 predict.SetAction(parsed => PredictCommand.Run(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(predictMode), parsed.GetValue(predictChunk), AnsiConsole.Console));

@@ -3,6 +3,8 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
+using Retention.Plots;
+using Panel = Retention.Plots.Panel;
 using Spectre.Console;
 
 namespace ViRImageClassification;
@@ -33,6 +35,8 @@ public static class TrainCommand
             Architecture = settings.Architecture,
             ImageWidth = settings.ImageSize,
             ImageHeight = settings.ImageSize,
+            Stem = settings.Stem,
+            LearningRate = settings.LearningRate,
             MaxEpoch = settings.Epochs,
             BatchSize = settings.BatchSize,
             // Training runs in parallel form (fastest for short sequences; all forms give the same result);
@@ -107,16 +111,36 @@ public static class TrainCommand
 
     private static void WritePlots(IAnsiConsole console, string output, List<ViREpochMetrics> epochs, string[] classNames, ConfusionMatrix confusion)
     {
-        var data = new PlotData(
-            epochs.Select(e => e.Epoch).ToArray(),
-            epochs.Select(e => e.TrainLoss).ToArray(),
-            epochs.Select(e => e.TrainAccuracy).ToArray(),
-            epochs.All(e => e.ValidationLoss.HasValue) ? epochs.Select(e => e.ValidationLoss!.Value).ToArray() : null,
-            epochs.All(e => e.ValidationAccuracy.HasValue) ? epochs.Select(e => e.ValidationAccuracy!.Value).ToArray() : null,
-            classNames,
-            confusion.Counts.Select(row => row.ToArray()).ToArray());
-        string json = Path.Combine(output, "plot-data.json");
-        File.WriteAllText(json, JsonSerializer.Serialize(data));
-        PlotterProcess.Run(console, json, output);
+        double[] x = epochs.Select(e => (double)e.Epoch).ToArray();
+        Panel Curves(string metric, Func<ViREpochMetrics, double> train, Func<ViREpochMetrics, double?> validation)
+        {
+            var series = new List<Series> { new($"train {metric.ToLowerInvariant()}", x, epochs.Select(train).ToArray()) };
+            if (epochs.All(e => validation(e).HasValue))
+                series.Add(new($"validation {metric.ToLowerInvariant()}", x, epochs.Select(e => validation(e)!.Value).ToArray()));
+            return new Panel(metric) { XLabel = "epoch", IntegerX = true, Series = series.ToArray() };
+        }
+        var figures = new[]
+        {
+            new Figure("training-curves.png", 1000, 420, new[]
+            {
+                Curves("Loss", e => e.TrainLoss, e => e.ValidationLoss),
+                Curves("Accuracy", e => e.TrainAccuracy, e => e.ValidationAccuracy),
+            }),
+            new Figure("confusion-matrix.png", 820, 820, new[]
+            {
+                new Panel("Confusion matrix (rows: actual, columns: predicted)")
+                {
+                    Heatmap = new Heatmap(classNames, classNames, confusion.Counts.Select(row => row.ToArray()).ToArray()),
+                },
+            }),
+        };
+        try
+        {
+            console.WriteLine(PlotterProcess.Draw(figures, output));
+        }
+        catch (FileNotFoundException e)
+        {
+            console.MarkupLineInterpolated($"[yellow]{e.Message}[/]");
+        }
     }
 }

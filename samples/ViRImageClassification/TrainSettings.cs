@@ -11,10 +11,12 @@ public sealed record TrainSettings
     public string Data { get; init; } = DefaultData;
     public ViRArchitecture Architecture { get; init; } = ViRArchitecture.Mini;
     public int? ImageSize { get; init; }
+    public PatchStem? Stem { get; init; }
+    public double LearningRate { get; init; } = 1e-3;
     public int Epochs { get; init; } = 12;
     public int BatchSize { get; init; } = 64;
     public RetentionMode Mode { get; init; } = RetentionMode.Chunkwise;
-    public int ChunkSize { get; init; } = 32;
+    public int ChunkSize { get; init; } = ChunkSizes.Auto;
     public ViRDevice Device { get; init; } = ViRDevice.Auto;
     public string Output { get; init; } = "vir-output";
     public bool Compare { get; init; }

@@ -3,7 +3,7 @@ namespace Microsoft.ML.Retention;
 /// <summary>ViR size presets (see <see cref="ViRConfig"/>).</summary>
 public enum ViRArchitecture
 {
-    /// <summary>28×28 grayscale, 4×4 patches, dim 96, depth 6, 3 heads: trains in minutes on a CPU.</summary>
+    /// <summary>28×28 grayscale, 4×4 patches from a convolutional stem, dim 96, depth 6, 3 heads: trains in minutes on a CPU.</summary>
     Mini,
 
     /// <summary>224², dim 192, depth 12, 3 heads.</summary>

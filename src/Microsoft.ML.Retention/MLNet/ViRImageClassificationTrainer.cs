@@ -158,6 +158,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             ImageWidth = _options.ImageWidth ?? preset.ImageWidth,
             Channels = _options.Channels ?? vectorChannels ?? preset.Channels,
             PatchSize = _options.PatchSize ?? preset.PatchSize,
+            Stem = _options.Stem ?? preset.Stem,
             Dim = _options.Dim ?? preset.Dim,
             Depth = _options.Depth ?? preset.Depth,
             Heads = _options.Heads ?? preset.Heads,
@@ -233,9 +234,10 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.LabelSmoothing is >= 0 and < 1, nameof(o.LabelSmoothing), "in [0, 1)", o.LabelSmoothing);
         Require(o.GradientClipNorm >= 0, nameof(o.GradientClipNorm), "0 (off) or more", o.GradientClipNorm);
         Require(o.MinCropScale is > 0 and <= 1, nameof(o.MinCropScale), "in (0, 1]", o.MinCropScale);
+        Require(o.MaxTranslation is >= 0 and < 0.5, nameof(o.MaxTranslation), "in [0, 0.5)", o.MaxTranslation);
         Require(o.TrainingRetentionMode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetentionMode), "Parallel or Chunkwise", o.TrainingRetentionMode);
         Require(Enum.IsDefined(o.PredictionRetentionMode), nameof(o.PredictionRetentionMode), "a defined mode", o.PredictionRetentionMode);
-        Require(o.ChunkSize >= 1, nameof(o.ChunkSize), "at least 1", o.ChunkSize);
+        Require(o.ChunkSize >= 0, nameof(o.ChunkSize), "ChunkSizes.Auto (0) or at least 1", o.ChunkSize);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);

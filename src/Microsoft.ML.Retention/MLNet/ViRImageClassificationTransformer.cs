@@ -42,7 +42,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>The form retention is computed in when scoring.</summary>
     public RetentionMode RetentionMode { get; }
 
-    /// <summary>The chunk size used in <see cref="RetentionMode.Chunkwise"/>.</summary>
+    /// <summary>The chunk size used in <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> picks it from the token count.</summary>
     public int ChunkSize { get; }
 
     /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
@@ -107,7 +107,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     private static void CheckRetentionSettings(RetentionMode mode, int chunkSize)
     {
         if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, $"mode must be Parallel, Recurrent or Chunkwise, but it is {mode}.");
-        if (chunkSize < 1) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be at least 1, but it is {chunkSize}.");
+        if (chunkSize < 0) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be ChunkSizes.Auto (0) or at least 1, but it is {chunkSize}.");
     }
 
     /// <summary>Score, PredictedLabel and the optional embedding, in that order.</summary>

@@ -21,13 +21,16 @@ public sealed partial class ViRImageClassificationTransformer
     internal const string WeightsStreamName = "ViRWeights";
 
     // 0x00010001: configuration, columns, labels, mode, chunk size, batch size; weights in TorchSharp's format.
-    internal const uint FormatVersion = 0x00010001;
+    // 0x00010002: adds the patch stem after the configuration.
+    internal const uint FormatVersion = 0x00010002;
+    private const uint FirstVersionWithStem = 0x00010002;
+    private const uint OldestReadableVersion = 0x00010001;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "VIRIMGCL",
         verWrittenCur: FormatVersion,
         verReadableCur: FormatVersion,
-        verWeCanReadBack: FormatVersion,
+        verWeCanReadBack: OldestReadableVersion,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(ViRImageClassificationTransformer).Assembly.FullName);
 
@@ -42,6 +45,7 @@ public sealed partial class ViRImageClassificationTransformer
             w.Write(value);
         foreach (double value in new[] { c.MlpRatio, c.Dropout, c.DropPath, c.LayerScaleInit })
             w.Write(value);
+        w.Write((int)c.Stem);
         ctx.SaveNonEmptyString(Columns.Features);
         ctx.SaveNonEmptyString(Columns.Score);
         ctx.SaveNonEmptyString(Columns.PredictedLabel);
@@ -72,6 +76,8 @@ public sealed partial class ViRImageClassificationTransformer
             NumClasses = r.ReadInt32(), MlpRatio = r.ReadDouble(), Dropout = r.ReadDouble(), DropPath = r.ReadDouble(),
             LayerScaleInit = r.ReadDouble(),
         };
+        if (ctx.Header.ModelVerWritten >= FirstVersionWithStem)
+            config = config with { Stem = (PatchStem)r.ReadInt32() };
         var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
         var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
         var mode = (RetentionMode)r.ReadInt32();

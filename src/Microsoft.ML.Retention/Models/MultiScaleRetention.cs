@@ -18,7 +18,7 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
     private readonly GroupNorm? group_norm;
 
     private readonly int _heads;
-    private int _chunkSize = 64;
+    private int _chunkSize = ChunkSizes.Auto;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="dim">Model width; must be divisible by <paramref name="heads"/>.</param>
@@ -47,11 +47,11 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
     /// <summary>The form <see cref="forward(Tensor)"/> computes retention in.</summary>
     public RetentionMode Mode { get; set; } = RetentionMode.Parallel;
 
-    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>.</summary>
+    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> (the default) picks it per sequence length.</summary>
     public int ChunkSize
     {
         get => _chunkSize;
-        set => _chunkSize = value > 0 ? value : throw new ArgumentException($"ChunkSize must be at least 1, but it is {value}.", nameof(ChunkSize));
+        set => _chunkSize = ChunkSizes.Check(value, nameof(ChunkSize));
     }
 
     /// <summary>Retention over [B, N, dim] tokens in the current <see cref="Mode"/>.</summary>

@@ -14,18 +14,42 @@ internal static class Parameters
     public static Parameter Owned(Tensor initialValue) => new(initialValue.DetachFromDisposeScope());
 }
 
-/// <summary>Splits an image into non-overlapping patches and projects each to <c>dim</c>: [B, C, H, W] to [B, H/p·W/p, dim].</summary>
+/// <summary>
+/// Turns an image into patch tokens: [B, C, H, W] to [B, H/p·W/p, dim]. <see cref="PatchStem.Patchify"/> projects
+/// non-overlapping p×p patches; <see cref="PatchStem.Convolutional"/> uses stride-2 3×3 convolutions, as in
+/// Xiao et al., "Early Convolutions Help Transformers See Better" (2021).
+/// </summary>
 internal sealed class PatchEmbedding : Module<Tensor, Tensor>
 {
-    private readonly Conv2d proj;
+    private readonly Module<Tensor, Tensor> proj;
 
-    public PatchEmbedding(int channels, int dim, int patchSize) : base(nameof(PatchEmbedding))
+    public PatchEmbedding(int channels, int dim, int patchSize, PatchStem stem) : base(nameof(PatchEmbedding))
     {
-        proj = Conv2d(channels, dim, kernel_size: patchSize, stride: patchSize);
+        proj = stem == PatchStem.Convolutional
+            ? ConvolutionalStem(channels, dim, patchSize)
+            : Conv2d(channels, dim, kernel_size: patchSize, stride: patchSize);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor images) => proj.forward(images).flatten(2).transpose(1, 2);
+
+    // log2(p) blocks of conv3×3/2, BatchNorm, ReLU, widening to dim, then a 1×1 projection.
+    private static Sequential ConvolutionalStem(int channels, int dim, int patchSize)
+    {
+        int stages = System.Numerics.BitOperations.Log2((uint)patchSize);
+        var layers = new List<Module<Tensor, Tensor>>();
+        int inChannels = channels;
+        for (int i = 0; i < stages; i++)
+        {
+            int outChannels = Math.Max(8, dim >> (stages - 1 - i));
+            layers.Add(Conv2d(inChannels, outChannels, kernel_size: 3, stride: 2, padding: 1, bias: false));
+            layers.Add(BatchNorm2d(outChannels));
+            layers.Add(ReLU());
+            inChannels = outChannels;
+        }
+        layers.Add(Conv2d(inChannels, dim, kernel_size: 1));
+        return Sequential(layers);
+    }
 }
 
 /// <summary>The transformer MLP: Linear, GELU, Linear, with dropout.</summary>

@@ -30,7 +30,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         Config = config;
         _classTokenLast = classTokenLast;
 
-        patch_embed = new PatchEmbedding(config.Channels, config.Dim, config.PatchSize);
+        patch_embed = new PatchEmbedding(config.Channels, config.Dim, config.PatchSize, config.Stem);
         pos_embed = Parameters.Owned(randn(1, config.PatchCount, config.Dim).mul_(0.02));
         cls_token = Parameters.Owned(randn(1, 1, config.Dim).mul_(1e-6));
         pos_drop = Dropout(config.Dropout);
@@ -122,7 +122,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 public sealed class ViRModel : VisionTransformerBase
 {
     private RetentionMode _mode = RetentionMode.Parallel;
-    private int _chunkSize = 64;
+    private int _chunkSize = ChunkSizes.Auto;
 
     /// <summary>Creates a randomly initialised ViR (seed it with <c>torch.manual_seed</c>).</summary>
     public ViRModel(ViRConfig config)
@@ -138,7 +138,7 @@ public sealed class ViRModel : VisionTransformerBase
         set => _mode = CheckMode(value);
     }
 
-    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>.</summary>
+    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> (the default) picks it from the token count.</summary>
     public int ChunkSize
     {
         get => _chunkSize;
@@ -166,8 +166,7 @@ public sealed class ViRModel : VisionTransformerBase
     private static RetentionMode CheckMode(RetentionMode mode) =>
         Enum.IsDefined(mode) ? mode : throw new ArgumentException($"Unknown retention mode {mode}.", nameof(Mode));
 
-    private static int CheckChunkSize(int chunkSize) =>
-        chunkSize > 0 ? chunkSize : throw new ArgumentException($"ChunkSize must be at least 1, but it is {chunkSize}.", nameof(ChunkSize));
+    private static int CheckChunkSize(int chunkSize) => ChunkSizes.Check(chunkSize, nameof(ChunkSize));
 }
 
 /// <summary>

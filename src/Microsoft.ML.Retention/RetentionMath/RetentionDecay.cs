@@ -59,19 +59,24 @@ public sealed class RetentionDecay
     internal Tensor Gamma(ScalarType type, Device device) =>
         Cached("gamma", 0, 0, type, device, () => tensor(_logGammas.Select(Math.Exp).ToArray()));
 
-    /// <summary>[H, n, n] with γ_h^(i−j) where i ≥ j and 0 elsewhere.</summary>
-    internal Tensor CausalMask(long n, ScalarType type, Device device) =>
-        Cached("mask", n, 0, type, device, () =>
+    /// <summary>[H, n, n] with scale·γ_h^(i−j) where i ≥ j and 0 elsewhere.</summary>
+    internal Tensor CausalMask(long n, double scale, ScalarType type, Device device) =>
+        Cached("mask", n, BitConverter.DoubleToInt64Bits(scale), type, device, () =>
         {
             // Built in float32 on the target device: a float64 [H, N, N] would not fit for long sequences.
             // The exponent's rounding error is |ln γ·Δ|·ε relative on e^(ln γ·Δ), so at most ε/e absolute.
             var distance = (arange(n, float32, device).unsqueeze(1) - arange(n, float32, device).unsqueeze(0)).clamp_min_(0);
-            return (LogGamma().to(float32, device).view(-1, 1, 1) * distance).exp_().tril_();
+            return (LogGamma().to(float32, device).view(-1, 1, 1) * distance).exp_().tril_().mul_(scale);
         });
 
-    /// <summary>[H, C, 1] with γ^(i+1): decay from the state entering a chunk to its token i.</summary>
-    internal Tensor QueryDecay(long chunk, ScalarType type, Device device) =>
-        Cached("query", chunk, 0, type, device, () => exp(LogGamma().view(-1, 1, 1) * (arange(chunk, float64) + 1).view(1, -1, 1)));
+    /// <summary>[H, C, 1] with scale·γ^(i+1): decay from the state entering a chunk to its token i.</summary>
+    internal Tensor QueryDecay(long chunk, double scale, ScalarType type, Device device) =>
+        Cached("query", chunk, BitConverter.DoubleToInt64Bits(scale), type, device,
+            () => exp(LogGamma().view(-1, 1, 1) * (arange(chunk, float64) + 1).view(1, -1, 1)).mul_(scale));
+
+    /// <summary>[H] with γ^C: the decay of a state across one whole chunk.</summary>
+    internal Tensor ChunkDecay(long chunk, ScalarType type, Device device) =>
+        Cached("chunk", chunk, 0, type, device, () => exp(LogGamma() * chunk));
 
     /// <summary>[H, C, 1] with γ^(C−1−j): decay from token j to the end of its chunk.</summary>
     internal Tensor KeyDecay(long chunk, ScalarType type, Device device) =>

@@ -17,7 +17,10 @@ public static class RetentionOps
     public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor gamma) =>
         Parallel(q, k, v, DecayFor(gamma, q));
 
-    /// <summary>Chunkwise form: parallel inside chunks of <paramref name="chunkSize"/> tokens, recurrent across them.</summary>
+    /// <summary>
+    /// Chunkwise form: parallel inside chunks of <paramref name="chunkSize"/> tokens, recurrent across them.
+    /// <see cref="ChunkSizes.Auto"/> picks the chunk size from the sequence length.
+    /// </summary>
     public static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, Tensor gamma, int chunkSize) =>
         Chunkwise(q, k, v, DecayFor(gamma, q), chunkSize);
 
@@ -44,23 +47,22 @@ public static class RetentionOps
         CheckTokens(q, k, v, rank: 4);
         CheckHeads(decay, q);
         using var scope = NewDisposeScope();
-        var scores = (q * Scale(q)).matmul(k.transpose(-1, -2));
-        // In place: matmul's backward needs q and k, not the scores, so autograd allows it.
-        var output = scores.mul_(decay.CausalMask(q.shape[2], q.dtype, q.device)).matmul(v);
+        var scores = q.matmul(k.transpose(-1, -2));
+        // In place: matmul's backward needs q and k, not the scores, so autograd allows it. The mask carries 1/√D.
+        var output = scores.mul_(decay.CausalMask(q.shape[2], Scale(q), q.dtype, q.device)).matmul(v);
         return output.MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc cref="Chunkwise(Tensor, Tensor, Tensor, Tensor, int)"/>
     public static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
     {
-        if (chunkSize <= 0)
-            throw new ArgumentException($"chunkSize must be at least 1, but it is {chunkSize}.", nameof(chunkSize));
+        ChunkSizes.Check(chunkSize, nameof(chunkSize));
         CheckTokens(q, k, v, rank: 4);
         CheckHeads(decay, q);
 
         using var scope = NewDisposeScope();
         long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
-        long c = Math.Min(chunkSize, n);
+        long c = Math.Min(ChunkSizes.Resolve(chunkSize, n), n);
         long chunks = (n + c - 1) / c;
         long padding = chunks * c - n;
         var (type, device) = (q.dtype, q.device);
@@ -68,29 +70,46 @@ public static class RetentionOps
         // Zero padding at the end adds nothing to any state, and its outputs are cut off below.
         Tensor Chunked(Tensor x) =>
             (padding > 0 ? nn.functional.pad(x, new long[] { 0, 0, 0, padding }) : x).view(b, h, chunks, c, d);
-        var qc = Chunked(q * Scale(q));
+        var qc = Chunked(q);
         var kc = Chunked(k);
         var vc = Chunked(v);
+        double scale = Scale(q); // folded into the cached mask and query decay rather than copying q
 
-        // Inside each chunk: the parallel form, for all chunks in one batched matmul pair.
-        var inner = (qc.matmul(kc.transpose(-1, -2)) * decay.CausalMask(c, type, device).unsqueeze(1)).matmul(vc);
-
-        Tensor output = inner;
+        // Inside each chunk: the parallel form, for all chunks in one batched matmul pair (in place as in Parallel).
+        var output = qc.matmul(kc.transpose(-1, -2)).mul_(decay.CausalMask(c, scale, type, device).unsqueeze(1)).matmul(vc);
         if (chunks > 1)
         {
             // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D].
             var chunkStates = (kc * decay.KeyDecay(c, type, device).unsqueeze(1)).transpose(-1, -2).matmul(vc);
-            // The state entering chunk c, Σ_{c'<c} γ^(C·(c−1−c')) KV_c', as one matmul over chunks.
-            var entering = decay.CrossChunkDecay(c, chunks, type, device)
-                .matmul(chunkStates.view(b, h, chunks, d * d))
-                .view(b, h, chunks, d, d);
-            var across = (qc * decay.QueryDecay(c, type, device).unsqueeze(1)).matmul(entering);
-            output = inner + across;
+            var entering = EnteringStates(chunkStates, decay, c);
+            output = output.add_((qc * decay.QueryDecay(c, scale, type, device).unsqueeze(1)).matmul(entering));
         }
 
         output = output.view(b, h, chunks * c, d);
         if (padding > 0) output = output.narrow(2, 0, n);
         return output.MoveToOuterDisposeScope();
+    }
+
+    // Up to this many chunks, one matmul by the [H, nC, nC] cross-chunk decay is fastest; beyond it, its nC²·D²
+    // cost outgrows the chunks themselves, and a scan over chunks (nC·D² work in nC small steps) wins.
+    internal const int MaxChunksForCrossChunkMatmul = 32;
+
+    /// <summary>The state entering each chunk, Σ_{c'&lt;c} γ^(C·(c−1−c')) KV_c', from the per-chunk states [B, H, nC, D, D].</summary>
+    private static Tensor EnteringStates(Tensor chunkStates, RetentionDecay decay, long c)
+    {
+        long b = chunkStates.shape[0], h = chunkStates.shape[1], chunks = chunkStates.shape[2], d = chunkStates.shape[3];
+        var (type, device) = (chunkStates.dtype, chunkStates.device);
+        if (chunks <= MaxChunksForCrossChunkMatmul)
+            return decay.CrossChunkDecay(c, chunks, type, device)
+                .matmul(chunkStates.view(b, h, chunks, d * d))
+                .view(b, h, chunks, d, d);
+
+        var chunkDecay = decay.ChunkDecay(c, type, device).view(1, -1, 1, 1);
+        var states = new Tensor[chunks];
+        states[0] = zeros(new[] { b, h, d, d }, type, device);
+        for (long i = 1; i < chunks; i++)
+            states[i] = chunkStates.select(2, i - 1).addcmul(states[i - 1], chunkDecay, 1);
+        return stack(states, 2);
     }
 
     /// <inheritdoc cref="Recurrent(Tensor, Tensor, Tensor, Tensor)"/>
@@ -103,18 +122,22 @@ public static class RetentionOps
         long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
         var gamma = decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1);
         double scale = Scale(q);
-        var outputs = new Tensor[n];
+        // Without autograd, each step writes into one preallocated output, so memory beyond it is one state.
+        bool tracking = is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad);
+        var result = tracking ? null : empty(new[] { b, h, n, d }, q.dtype, q.device);
+        var outputs = tracking ? new Tensor[n] : null;
         var state = zeros(new[] { b, h, d, d }, q.dtype, q.device);
         for (long t = 0; t < n; t++)
         {
             using var step = NewDisposeScope();
             var (output, next) = Step(state, q.select(2, t), k.select(2, t), v.select(2, t), gamma, scale);
-            outputs[t] = output.MoveToOuterDisposeScope();
+            if (outputs is null) result!.select(2, t).copy_(output);
+            else outputs[t] = output.MoveToOuterDisposeScope();
             var previous = state;
             state = next.MoveToOuterDisposeScope();
-            previous.Dispose(); // keeps memory constant in N; autograd holds its own reference if it needs one
+            previous.Dispose(); // autograd holds its own reference if it needs one
         }
-        return stack(outputs, 2).MoveToOuterDisposeScope();
+        return (result ?? stack(outputs!, 2)).MoveToOuterDisposeScope();
     }
 
     private static (Tensor Output, Tensor State) Step(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma, double scale)

@@ -2,16 +2,21 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention.Training;
 
-/// <summary>Random resized crop plus horizontal flip, per image, drawn from a seeded generator.</summary>
+/// <summary>
+/// Random resized crop, random translation and horizontal flip, per image, drawn from a seeded generator
+/// and applied to the whole batch as one affine resampling.
+/// </summary>
 internal sealed class ImageAugmentation
 {
     private readonly double _minScale;
+    private readonly double _maxTranslation;
     private readonly bool _flip;
     private readonly Random _random;
 
-    public ImageAugmentation(double minCropScale, bool horizontalFlip, int seed)
+    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, int seed)
     {
         _minScale = minCropScale;
+        _maxTranslation = maxTranslation;
         _flip = horizontalFlip;
         _random = new Random(seed);
     }
@@ -20,23 +25,32 @@ internal sealed class ImageAugmentation
     public Tensor Apply(Tensor images)
     {
         using var scope = NewDisposeScope();
-        long h = images.shape[2], w = images.shape[3];
-        var augmented = new Tensor[images.shape[0]];
-        for (long i = 0; i < images.shape[0]; i++)
+        long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
+        // Each row maps output to input coordinates in [-1, 1]: x_in = sx·x_out + tx, y_in = sy·y_out + ty.
+        var theta = new float[batch * 6];
+        for (long i = 0; i < batch; i++)
         {
             var (top, left, height, width) = CropBox(h, w);
-            var crop = images[i].narrow(1, top, height).narrow(2, left, width).unsqueeze(0);
-            if (height != h || width != w)
-                crop = nn.functional.interpolate(crop, new[] { h, w }, mode: InterpolationMode.Bilinear, align_corners: false);
-            if (_flip && _random.NextDouble() < 0.5) crop = crop.flip(3);
-            augmented[i] = crop;
+            double sx = (double)width / w, sy = (double)height / h;
+            double tx = (2.0 * left + width) / w - 1 + Shift(), ty = (2.0 * top + height) / h - 1 + Shift();
+            if (_flip && _random.NextDouble() < 0.5) sx = -sx;
+            theta[i * 6] = (float)sx; theta[i * 6 + 2] = (float)tx;
+            theta[i * 6 + 4] = (float)sy; theta[i * 6 + 5] = (float)ty;
         }
-        return cat(augmented, 0).MoveToOuterDisposeScope();
+        var affine = tensor(theta, new[] { batch, 2L, 3L }, dtype: images.dtype, device: images.device);
+        var grid = nn.functional.affine_grid(affine, images.shape, align_corners: false);
+        // Border padding repeats the edge, which for most photos and scans is background.
+        return nn.functional.grid_sample(images, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)
+            .MoveToOuterDisposeScope();
     }
+
+    // A shift of up to ±maxTranslation of the image, in normalized coordinates (the image spans 2).
+    private double Shift() => _maxTranslation == 0 ? 0 : 2 * _maxTranslation * (2 * _random.NextDouble() - 1);
 
     // Inception-style: area in [minScale, 1] of the image, aspect ratio in [3/4, 4/3] (log-uniform).
     private (long Top, long Left, long Height, long Width) CropBox(long h, long w)
     {
+        if (_minScale >= 1) return (0, 0, h, w);
         for (int attempt = 0; attempt < 10; attempt++)
         {
             double area = h * w * (_minScale + (1 - _minScale) * _random.NextDouble());

@@ -31,7 +31,7 @@ internal sealed class TrainingLoop
         var history = new List<ViREpochMetrics>();
         long stepsPerEpoch = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
         var schedule = new LearningRateSchedule(_options.LearningRate, (long)Math.Round(_options.WarmupEpochs * stepsPerEpoch), _options.MaxEpoch * stepsPerEpoch);
-        var augmentation = _options.Augment ? new ImageAugmentation(_options.MinCropScale, _options.HorizontalFlip, _seed) : null;
+        var augmentation = _options.Augment ? new ImageAugmentation(_options.MinCropScale, _options.MaxTranslation, _options.HorizontalFlip, _seed) : null;
         var early = _options.EarlyStopping;
         var best = (Score: double.NegativeInfinity, Epoch: 0, Weights: (Dictionary<string, Tensor>?)null);
         var shuffle = new Random(_seed);

@@ -21,6 +21,8 @@ public sealed class BenchmarkSmokeTests
             StringAssert.Contains(markdown, "IDataView Transform (batched)");
             using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "results.json")));
             Assert.AreEqual(5, json.RootElement.GetArrayLength());
+            foreach (var png in new[] { "kernel.png", "chunk-size.png", "model-batch1.png", "model-batch2.png" })
+                Assert.IsTrue(new FileInfo(Path.Combine(output, png)).Length > 10_000, $"{png} is missing or too small to be real");
             Assert.ThrowsExactly<ArgumentException>(() => BenchmarkRunner.Run(new[] { "nope" }, true, false, output, log));
         }
         finally

@@ -68,6 +68,10 @@ public sealed class ViRModelTests
     {
         using var scope = NewDisposeScope();
         using var model = NewModel(seed: 1);
+        // One training-mode pass moves the stem's BatchNorm running statistics away from their initial values.
+        model.train();
+        using (no_grad()) model.forward(Images(8, 1, 28, 28, seed: 5));
+        model.eval();
         var stream = new MemoryStream();
         using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true)) model.save(writer);
 
@@ -118,7 +122,7 @@ public sealed class ViRModelTests
     [TestMethod]
     public void ParameterNamesFollowTheModules()
     {
-        using var model = NewModel();
+        using var model = NewModel(Config with { Stem = PatchStem.Patchify });
         var names = model.named_parameters().Select(p => p.name).ToList();
         CollectionAssert.Contains(names, "pos_embed");
         CollectionAssert.Contains(names, "cls_token");
@@ -129,6 +133,24 @@ public sealed class ViRModelTests
         // Linear weights start as N(0, 0.02²), not as a constant.
         var qkv = model.named_parameters().Single(p => p.name == "blocks.0.mixer.qkv.weight").parameter;
         Assert.AreEqual(0.02, qkv.std().ToDouble(), 0.002);
+    }
+
+    [TestMethod]
+    [DataRow(28, 4, 49)] [DataRow(64, 16, 16)] [DataRow(32, 2, 256)]
+    public void ConvolutionalStemMakesOneTokenPerPatch(int size, int patch, int patches)
+    {
+        using var scope = NewDisposeScope();
+        var config = Config with { ImageSize = size, PatchSize = patch, Stem = PatchStem.Convolutional, Dim = 48, Depth = 1 };
+        using var model = NewModel(config);
+        Assert.AreEqual(patches, config.PatchCount);
+        int convolutions = model.named_parameters().Count(p => p.name.StartsWith("patch_embed.", StringComparison.Ordinal) && p.parameter.dim() == 4);
+        Assert.AreEqual((int)Math.Log2(patch) + 1, convolutions, "one stride-2 3×3 convolution per halving, then a 1×1 projection");
+
+        using var noGrad = no_grad();
+        var images = Images(2, 1, size, size);
+        CollectionAssert.AreEqual(new long[] { 2, 10 }, model.forward(images).shape);
+        // The stem works on local neighbourhoods: every mode still agrees through it.
+        TensorAssert.AreClose(model.forward(images, RetentionMode.Parallel, 0), model.forward(images, RetentionMode.Recurrent, 0), 1e-4, $"conv stem {size}² patch {patch}");
     }
 
     [TestMethod]
@@ -143,7 +165,7 @@ public sealed class ViRModelTests
         e = Assert.ThrowsExactly<ArgumentException>(() => model.forward(Images(1, 3, 28, 28)));
         StringAssert.Contains(e.Message, "1 channels"); StringAssert.Contains(e.Message, "have 3");
 
-        e = Assert.ThrowsExactly<ArgumentException>(() => model.ChunkSize = 0);
+        e = Assert.ThrowsExactly<ArgumentException>(() => model.ChunkSize = -1);
         Assert.AreEqual("ChunkSize", e.ParamName);
 
         e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { ImageSize = 30 }));
@@ -151,5 +173,8 @@ public sealed class ViRModelTests
 
         e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { Dim = 100 }));
         Assert.AreEqual("Dim", e.ParamName); StringAssert.Contains(e.Message, "100");
+
+        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { ImageSize = 42, PatchSize = 6, Stem = PatchStem.Convolutional }));
+        Assert.AreEqual("PatchSize", e.ParamName); StringAssert.Contains(e.Message, "power of two"); StringAssert.Contains(e.Message, "6");
     }
 }

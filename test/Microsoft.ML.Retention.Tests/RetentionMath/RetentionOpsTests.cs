@@ -17,6 +17,7 @@ public sealed class RetentionOpsTests
     [TestMethod]
     [DataRow(1, 1)] [DataRow(1, 7)] [DataRow(5, 3)] [DataRow(5, 8)] [DataRow(64, 16)] [DataRow(64, 64)]
     [DataRow(100, 1)] [DataRow(100, 7)] [DataRow(100, 32)] [DataRow(197, 64)] [DataRow(197, 256)] [DataRow(257, 50)]
+    [DataRow(197, ChunkSizes.Auto)] [DataRow(1025, ChunkSizes.Auto)] [DataRow(2049, 32)]
     public void AllThreeFormsAgree(int n, int chunk)
     {
         using var scope = NewDisposeScope();
@@ -105,11 +106,14 @@ public sealed class RetentionOpsTests
         }
         var parallel = Gradients((q, k, v) => RetentionOps.Parallel(q, k, v, gamma));
         var chunkwise = Gradients((q, k, v) => RetentionOps.Chunkwise(q, k, v, gamma, 16));
+        // Two-token chunks: 35 chunks, past MaxChunksForCrossChunkMatmul, so the states come from the scan.
+        var scanned = Gradients((q, k, v) => RetentionOps.Chunkwise(q, k, v, gamma, 2));
         var recurrent = Gradients((q, k, v) => RetentionOps.Recurrent(q, k, v, gamma));
         string[] names = { "dq", "dk", "dv" };
         for (int i = 0; i < 3; i++)
         {
             TensorAssert.AreClose(parallel[i], chunkwise[i], Tolerance, $"chunkwise {names[i]}");
+            TensorAssert.AreClose(parallel[i], scanned[i], Tolerance, $"chunkwise C=2 {names[i]}");
             TensorAssert.AreClose(parallel[i], recurrent[i], Tolerance, $"recurrent {names[i]}");
         }
     }
@@ -120,8 +124,8 @@ public sealed class RetentionOpsTests
         using var scope = NewDisposeScope();
         var (q, k, v, gamma) = Inputs(1, 2, 5, 4);
 
-        var e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Chunkwise(q, k, v, gamma, 0));
-        StringAssert.Contains(e.Message, "chunkSize"); StringAssert.Contains(e.Message, "0");
+        var e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Chunkwise(q, k, v, gamma, -1));
+        StringAssert.Contains(e.Message, "chunkSize"); StringAssert.Contains(e.Message, "-1");
         Assert.AreEqual("chunkSize", e.ParamName);
 
         e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Parallel(q, k.narrow(2, 0, 4), v, gamma));

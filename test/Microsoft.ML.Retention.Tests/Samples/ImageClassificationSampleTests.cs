@@ -30,9 +30,12 @@ public sealed class ImageClassificationSampleTests
             Assert.IsNotNull(report.LightGbm);
             foreach (var file in new[] { "model.zip", "training-curves.png", "confusion-matrix.png" })
                 Assert.IsTrue(new FileInfo(Path.Combine(output, file)).Length > 10_000, $"{file} is missing or too small to be real");
-            var plotData = System.Text.Json.JsonSerializer.Deserialize<PlotData>(File.ReadAllText(Path.Combine(output, "plot-data.json")))!;
-            Assert.AreEqual(10, plotData.ClassNames.Length);
-            Assert.AreEqual(120.0, plotData.ConfusionCounts.Sum(row => row.Sum()), "the confusion matrix should count the 12 × 10 test images");
+            using var figures = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "figures.json")));
+            var confusion = figures.RootElement.EnumerateArray().Single(f => f.GetProperty("File").GetString() == "confusion-matrix.png")
+                .GetProperty("Panels")[0].GetProperty("Heatmap");
+            Assert.AreEqual(10, confusion.GetProperty("RowLabels").GetArrayLength());
+            Assert.AreEqual(120.0, confusion.GetProperty("Values").EnumerateArray().SelectMany(row => row.EnumerateArray()).Sum(v => v.GetDouble()),
+                "the confusion matrix should count the 12 × 10 test images");
 
             foreach (var heading in new[] { "Micro accuracy", "Confusion matrix", "Predictions", "LightGbm on raw pixels" })
                 StringAssert.Contains(text.ToString(), heading);

@@ -1,0 +1,25 @@
+namespace Microsoft.ML.Retention;
+
+/// <summary>Chunk sizes for <see cref="RetentionMode.Chunkwise"/> retention.</summary>
+public static class ChunkSizes
+{
+    /// <summary>Pass as a chunk size to pick one from the sequence length with <see cref="For"/>.</summary>
+    public const int Auto = 0;
+
+    /// <summary>
+    /// The chunk size that was fastest for <paramref name="tokens"/> tokens in the chunk-size benchmark
+    /// (docs/benchmarks.md): RULE_PLACEHOLDER
+    /// </summary>
+    public static int For(long tokens)
+    {
+        if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens must be at least 1, but it is {tokens}.");
+        return (int)Math.Min(tokens, 64);
+    }
+
+    /// <summary><paramref name="chunkSize"/>, or <see cref="For"/> the length when it is <see cref="Auto"/>.</summary>
+    internal static int Resolve(int chunkSize, long tokens) => chunkSize == Auto ? For(tokens) : chunkSize;
+
+    /// <summary>Throws unless <paramref name="chunkSize"/> is <see cref="Auto"/> or positive.</summary>
+    internal static int Check(int chunkSize, string name) => chunkSize >= 0 ? chunkSize
+        : throw new ArgumentException($"{name} must be {nameof(Auto)} (0) or at least 1, but it is {chunkSize}.", name);
+}
