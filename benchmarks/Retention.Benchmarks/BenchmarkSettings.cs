@@ -17,6 +17,7 @@ public sealed record BenchmarkSettings
     public ViRConfig ModelConfig { get; init; } = ViRConfig.Tiny;
     public int[] Resolutions { get; init; } = { 224, 384, 512, 768, 1024, 2048 };
     public int MaxQuadraticResolution { get; init; } = 1024;
+    public int MaxViTResolutionAtBatch1 { get; init; } = 2048;
     public int[] ModelBatches { get; init; } = { 1, 8 };
     public int ModelChunkSize { get; init; } = Microsoft.ML.Retention.ChunkSizes.Auto;
     public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
@@ -38,6 +39,7 @@ public sealed record BenchmarkSettings
         ModelConfig = ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 },
         Resolutions = new[] { 28, 56 },
         MaxQuadraticResolution = 28,
+        MaxViTResolutionAtBatch1 = 56,
         ModelBatches = new[] { 1, 2 },
         ModelChunkSize = 16,
         TrainingModels = new[] { ("tiny ViR 28²", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 4) },

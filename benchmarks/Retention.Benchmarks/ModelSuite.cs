@@ -36,7 +36,7 @@ public static class ModelSuite
             bool quadraticFits = size <= settings.MaxQuadraticResolution;
 
             double vitRate = double.NaN;
-            if (quadraticFits)
+            if (quadraticFits || (batch == 1 && size <= settings.MaxViTResolutionAtBatch1))
             {
                 var m = Harness.Run(() => { using var s = NewDisposeScope(); vit.forward(images); }, budgetSeconds: settings.BudgetSeconds);
                 vitRate = batch / (m.MedianMs / 1000);
@@ -52,7 +52,7 @@ public static class ModelSuite
                 Record(size, tokens, batch, $"ViR {mode.ToString().ToLowerInvariant()}", m, rate, rate / vitRate, mode == RetentionMode.Chunkwise ? $" C={c}" : null);
             }
         }
-        table.Notes.Add($"Parallel retention and ViT run up to {settings.MaxQuadraticResolution}²; chunkwise and recurrent go further.");
+        table.Notes.Add($"Parallel retention and ViT run up to {settings.MaxQuadraticResolution}² (ViT up to {settings.MaxViTResolutionAtBatch1}² at batch 1); chunkwise and recurrent go further.");
         foreach (int batch in settings.ModelBatches)
             table.Figures.Add(new Figure($"model-batch{batch}.png", 1300, 520, new[]
             {

@@ -44,7 +44,7 @@ public static class TrainingSuite
             images.Dispose();
             labels.Dispose();
         }
-        table.Notes.Add("FLOPs count the matmuls and convolutions of forward and backward (3× the forward), parallel-form retention included; elementwise work is not counted.");
+        table.Notes.Add("FLOPs count the matmuls and convolutions (the convolutional stem included) of forward and backward (3× the forward), parallel-form retention included; elementwise work is not counted.");
         return table;
     }
 
@@ -52,9 +52,21 @@ public static class TrainingSuite
     public static double TrainingFlopsPerImage(ViRConfig c)
     {
         double n = c.PatchCount + 1, d = c.Dim, hidden = c.Dim * c.MlpRatio;
-        double patchEmbed = 2.0 * c.PatchCount * c.Channels * c.PatchSize * c.PatchSize * d;
+        double patchEmbed = c.Stem == PatchStem.Patchify ? 2.0 * c.PatchCount * c.Channels * c.PatchSize * c.PatchSize * d : ConvolutionalStemFlops(c);
         double perBlock = 2 * n * d * (3 * d) + 2 * n * d * d + 2 * n * d * hidden * 2 // qkv, proj, MLP
                         + 2 * 2 * n * n * d;                                              // Q·Kᵀ and scores·V
         return 3 * (patchEmbed + c.Depth * perBlock + 2 * d * c.NumClasses);
+    }
+
+    private static double ConvolutionalStemFlops(ViRConfig c)
+    {
+        double flops = 0, inChannels = c.Channels, pixels = (double)c.ImageHeight * c.ImageWidth;
+        foreach (int outChannels in PatchEmbedding.ConvolutionalStemWidths(c.Dim, c.PatchSize))
+        {
+            pixels /= 4; // each stage halves both sides
+            flops += 2 * pixels * inChannels * outChannels * 9;
+            inChannels = outChannels;
+        }
+        return flops + 2 * pixels * inChannels * c.Dim; // the 1×1 projection
     }
 }

@@ -22,32 +22,50 @@ internal static class Parameters
 internal sealed class PatchEmbedding : Module<Tensor, Tensor>
 {
     private readonly Module<Tensor, Tensor> proj;
+    private readonly Linear? pointwise;
 
     public PatchEmbedding(int channels, int dim, int patchSize, PatchStem stem) : base(nameof(PatchEmbedding))
     {
-        proj = stem == PatchStem.Convolutional
-            ? ConvolutionalStem(channels, dim, patchSize)
-            : Conv2d(channels, dim, kernel_size: patchSize, stride: patchSize);
+        if (stem == PatchStem.Convolutional)
+        {
+            int[] widths = ConvolutionalStemWidths(dim, patchSize);
+            proj = ConvolutionalStages(channels, widths);
+            // The stem's closing 1×1 convolution, applied as a Linear on the tokens: the same map, but it keeps
+            // single-image scoring off libtorch's NNPACK path, which logs a warning per call where it is unsupported.
+            pointwise = Linear(widths[^1], dim);
+        }
+        else
+        {
+            proj = Conv2d(channels, dim, kernel_size: patchSize, stride: patchSize);
+        }
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor images) => proj.forward(images).flatten(2).transpose(1, 2);
+    public override Tensor forward(Tensor images)
+    {
+        var tokens = proj.forward(images).flatten(2).transpose(1, 2);
+        return pointwise is null ? tokens : pointwise.forward(tokens);
+    }
 
-    // log2(p) blocks of conv3×3/2, BatchNorm, ReLU, widening to dim, then a 1×1 projection.
-    private static Sequential ConvolutionalStem(int channels, int dim, int patchSize)
+    /// <summary>Output channels of each stride-2 stage of the convolutional stem: doubling up to dim.</summary>
+    internal static int[] ConvolutionalStemWidths(int dim, int patchSize)
     {
         int stages = System.Numerics.BitOperations.Log2((uint)patchSize);
+        return Enumerable.Range(0, stages).Select(i => Math.Max(8, dim >> (stages - 1 - i))).ToArray();
+    }
+
+    // log2(p) blocks of conv3×3/2, BatchNorm and ReLU, widening to dim.
+    private static Sequential ConvolutionalStages(int channels, int[] widths)
+    {
         var layers = new List<Module<Tensor, Tensor>>();
         int inChannels = channels;
-        for (int i = 0; i < stages; i++)
+        foreach (int outChannels in widths)
         {
-            int outChannels = Math.Max(8, dim >> (stages - 1 - i));
             layers.Add(Conv2d(inChannels, outChannels, kernel_size: 3, stride: 2, padding: 1, bias: false));
             layers.Add(BatchNorm2d(outChannels));
             layers.Add(ReLU());
             inChannels = outChannels;
         }
-        layers.Add(Conv2d(inChannels, dim, kernel_size: 1));
         return Sequential(layers);
     }
 }

@@ -101,9 +101,10 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     private void InitializeLinearLayers()
     {
         using var noGrad = no_grad();
-        foreach (var (_, module) in named_modules())
+        foreach (var (name, module) in named_modules())
         {
-            if (module is Linear linear)
+            // The stem keeps convolution-style init, also for its pointwise Linear (the 1×1 convolution it stands for).
+            if (module is Linear linear && !name.StartsWith("patch_embed", StringComparison.Ordinal))
             {
                 // timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e. never at this std. TorchSharp
                 // 0.107's trunc_normal_ fills every entry with the same value (measured), so use normal_.

@@ -7,14 +7,17 @@ public static class ChunkSizes
     public const int Auto = 0;
 
     /// <summary>
-    /// The chunk size that was fastest for <paramref name="tokens"/> tokens in the chunk-size benchmark
-    /// (docs/benchmarks.md): RULE_PLACEHOLDER
+    /// The chunk size the chunk-size benchmark supports (docs/benchmarks.md): up to 256 tokens, one chunk
+    /// (the parallel form costs no more there); beyond, 32-token chunks, which were fastest or within a few
+    /// percent of it from 577 to 16,385 tokens.
     /// </summary>
     public static int For(long tokens)
     {
         if (tokens < 1) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens must be at least 1, but it is {tokens}.");
-        return (int)Math.Min(tokens, 64);
+        return tokens <= SingleChunkLimit ? (int)tokens : LongSequenceChunk;
     }
+
+    private const int SingleChunkLimit = 256, LongSequenceChunk = 32;
 
     /// <summary><paramref name="chunkSize"/>, or <see cref="For"/> the length when it is <see cref="Auto"/>.</summary>
     internal static int Resolve(int chunkSize, long tokens) => chunkSize == Auto ? For(tokens) : chunkSize;
