@@ -7,16 +7,15 @@ namespace Retention.Benchmarks;
 public sealed record Measurement(double MedianMs, double MinMs, int Repeats, double PeakMiB);
 
 /// <summary>
-/// Warm up, then time repeats and take the median (this machine is shared and noisy). Peak memory is
+/// Run once to warm up and measure memory, then time repeats and take the median (this machine is shared and noisy). Peak memory is
 /// the rise of the process's resident high-water mark (VmHWM) during one run, after returning freed
 /// heap to the OS; libtorch's CPU allocator has no peak counter of its own.
 /// </summary>
 public static class Harness
 {
-    public static Measurement Run(Action action, int warmup = 1, int minRepeats = 3, int maxRepeats = 9, double budgetSeconds = 10)
+    public static Measurement Run(Action action, int minRepeats = 3, int maxRepeats = 9, double budgetSeconds = 10)
     {
-        for (int i = 0; i < warmup; i++) action();
-
+        // The memory-measuring run doubles as the warm-up (caches built, code paths loaded).
         double peakMiB = PeakMemoryMiB(action);
         var samples = new List<double>();
         var total = Stopwatch.StartNew();

@@ -61,12 +61,36 @@ internal sealed class PatchEmbedding : Module<Tensor, Tensor>
         int inChannels = channels;
         foreach (int outChannels in widths)
         {
-            layers.Add(Conv2d(inChannels, outChannels, kernel_size: 3, stride: 2, padding: 1, bias: false));
+            layers.Add(new StridedConvolution3x3(inChannels, outChannels));
             layers.Add(BatchNorm2d(outChannels));
             layers.Add(ReLU());
             inChannels = outChannels;
         }
         return Sequential(layers);
+    }
+}
+
+/// <summary>
+/// A bias-free 3×3 convolution with stride 2 and padding 1, computed as unfold and matmul. libtorch's Conv2d
+/// tries NNPACK for such convolutions and, where NNPACK is unsupported, logs a warning on every call.
+/// </summary>
+internal sealed class StridedConvolution3x3 : Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+
+    public StridedConvolution3x3(int inChannels, int outChannels) : base(nameof(StridedConvolution3x3))
+    {
+        // Conv2d's default initialisation: Kaiming-uniform with a = √5 over fan-in = inChannels·9.
+        weight = Parameters.Owned(empty(outChannels, inChannels, 3, 3));
+        using (no_grad()) nn.init.kaiming_uniform_(weight, a: Math.Sqrt(5));
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor images)
+    {
+        long batch = images.shape[0], height = (images.shape[2] + 1) / 2, width = (images.shape[3] + 1) / 2;
+        var columns = nn.functional.unfold(images, kernel_size: 3, padding: 1, stride: 2); // [B, C·9, H'·W']
+        return weight.view(weight.shape[0], -1).matmul(columns).view(batch, -1, height, width);
     }
 }
 

@@ -119,25 +119,44 @@ public static class RetentionOps
         CheckHeads(decay, q);
 
         using var scope = NewDisposeScope();
-        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
         var gamma = decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1);
-        double scale = Scale(q);
-        // Without autograd, each step writes into one preallocated output, so memory beyond it is one state.
         bool tracking = is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad);
-        var result = tracking ? null : empty(new[] { b, h, n, d }, q.dtype, q.device);
-        var outputs = tracking ? new Tensor[n] : null;
+        var output = tracking ? RecurrentWithAutograd(q, k, v, gamma, Scale(q)) : RecurrentInPlace(q, k, v, gamma, Scale(q));
+        return output.MoveToOuterDisposeScope();
+    }
+
+    // Without autograd: one state updated in place and one preallocated output, so the memory beyond the
+    // output is one D×D state per head, whatever N is.
+    private static Tensor RecurrentInPlace(Tensor q, Tensor k, Tensor v, Tensor gamma, double scale)
+    {
+        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
+        var result = empty(new[] { b, h, n, d }, q.dtype, q.device);
+        var state = zeros(new[] { b, h, d, d }, q.dtype, q.device);
+        for (long t = 0; t < n; t++)
+        {
+            using var step = NewDisposeScope();
+            state.mul_(gamma).addcmul_(k.select(2, t).unsqueeze(-1), v.select(2, t).unsqueeze(-2), 1);
+            result.select(2, t).copy_(q.select(2, t).unsqueeze(-2).matmul(state).squeeze(-2).mul_(scale));
+        }
+        return result;
+    }
+
+    // With autograd: every step's state stays alive for the backward pass.
+    private static Tensor RecurrentWithAutograd(Tensor q, Tensor k, Tensor v, Tensor gamma, double scale)
+    {
+        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
+        var outputs = new Tensor[n];
         var state = zeros(new[] { b, h, d, d }, q.dtype, q.device);
         for (long t = 0; t < n; t++)
         {
             using var step = NewDisposeScope();
             var (output, next) = Step(state, q.select(2, t), k.select(2, t), v.select(2, t), gamma, scale);
-            if (outputs is null) result!.select(2, t).copy_(output);
-            else outputs[t] = output.MoveToOuterDisposeScope();
+            outputs[t] = output.MoveToOuterDisposeScope();
             var previous = state;
             state = next.MoveToOuterDisposeScope();
-            previous.Dispose(); // autograd holds its own reference if it needs one
+            previous.Dispose(); // autograd holds its own reference
         }
-        return (result ?? stack(outputs!, 2)).MoveToOuterDisposeScope();
+        return stack(outputs, 2);
     }
 
     private static (Tensor Output, Tensor State) Step(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma, double scale)

@@ -155,6 +155,20 @@ public sealed class ViRModelTests
     }
 
     [TestMethod]
+    [DataRow(28)] [DataRow(27)] [DataRow(7)]
+    public void StridedConvolutionMatchesConv2d(int size)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        using var convolution = new StridedConvolution3x3(5, 8);
+        var weight = convolution.parameters().Single();
+        var images = Images(2, 5, size, size);
+        using var noGrad = no_grad();
+        var expected = nn.functional.conv2d(images, weight, strides: new long[] { 2, 2 }, padding: new long[] { 1, 1 });
+        TensorAssert.AreClose(expected, convolution.forward(images), 1e-5, $"3×3/2 convolution of {size}×{size}");
+    }
+
+    [TestMethod]
     public void BadArgumentsThrowArgumentExceptionNamingThem()
     {
         using var scope = NewDisposeScope();
