@@ -133,6 +133,24 @@ internal sealed class ImageColumn
         }
     }
 
+    /// <summary>Values per image when pixel vectors can be copied straight into a batch (no resize needed), else null.</summary>
+    public int? DirectPixelCount =>
+        Kind == ImageColumnKind.Pixels && _pixelShape[1] == _config.ImageHeight && _pixelShape[2] == _config.ImageWidth
+            ? (int)(_pixelShape[0] * _pixelShape[1] * _pixelShape[2])
+            : null;
+
+    /// <summary>Copies the current row's pixel vector into a batch buffer at an offset (see <see cref="DirectPixelCount"/>).</summary>
+    public Action<float[], int> PixelCopier(DataViewRow row)
+    {
+        var getter = row.GetGetter<VBuffer<float>>(row.Schema[Index]);
+        var values = default(VBuffer<float>);
+        return (buffer, offset) =>
+        {
+            getter(ref values);
+            values.CopyTo(buffer.AsSpan(offset, values.Length)); // densifies sparse vectors
+        };
+    }
+
     private InvalidDataException BadImage(long row, string why) =>
         new($"Column '{Name}', row {row}: {why}.");
 

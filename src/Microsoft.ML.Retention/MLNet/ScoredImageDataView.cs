@@ -47,6 +47,8 @@ internal sealed class ScoredImageDataView : IDataView
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
         private readonly Func<Tensor>? _readImage;
+        private readonly Action<float[], int>? _copyPixels;
+        private readonly float[]? _pixelBuffer;
         private readonly HashSet<int> _active;
         private readonly Delegate[] _outputGetters;
         private ScoredBatch? _batch;
@@ -58,6 +60,12 @@ internal sealed class ScoredImageDataView : IDataView
             _main = main;
             _lookahead = lookahead;
             _readImage = lookahead is null ? null : view._images.Reader(lookahead);
+            // Pixel vectors at the model's size go straight into one batch buffer: no tensor per row.
+            if (lookahead is not null && view._images.DirectPixelCount is int perImage)
+            {
+                _copyPixels = view._images.PixelCopier(lookahead);
+                _pixelBuffer = new float[view._parent.BatchSize * perImage];
+            }
             _active = active;
             _outputGetters = ScoredBatch.Getters(() => (_batch!, _index), view._parent.Config.Dim);
         }
@@ -97,9 +105,20 @@ internal sealed class ScoredImageDataView : IDataView
         private ScoredBatch ScoreNextBatch()
         {
             using var scope = NewDisposeScope();
+            if (_copyPixels is not null) return ScoreNextPixelBatch();
             var images = new List<Tensor>(_view._parent.BatchSize);
             while (images.Count < _view._parent.BatchSize && _lookahead!.MoveNext()) images.Add(_readImage!());
             return _view._parent.Score(images);
+        }
+
+        private ScoredBatch ScoreNextPixelBatch()
+        {
+            var config = _view._parent.Config;
+            int perImage = _pixelBuffer!.Length / _view._parent.BatchSize, count = 0;
+            while (count < _view._parent.BatchSize && _lookahead!.MoveNext())
+                _copyPixels!(_pixelBuffer, count++ * perImage);
+            var batch = tensor(_pixelBuffer.AsSpan(0, count * perImage).ToArray(), new long[] { count, config.Channels, config.ImageHeight, config.ImageWidth });
+            return _view._parent.Score(batch);
         }
 
         protected override void Dispose(bool disposing)

@@ -124,14 +124,21 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>Scores images [C, H, W] in one forward pass, without gradients.</summary>
     internal ScoredBatch Score(IReadOnlyList<Tensor> images)
     {
+        using var scope = NewDisposeScope();
+        return Score(stack(images));
+    }
+
+    /// <summary>Scores a batch [B, C, H, W] at the model's resolution in one forward pass, without gradients.</summary>
+    internal ScoredBatch Score(Tensor images)
+    {
         ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var batch = stack(images).to(Device);
+        var batch = images.to(Device);
         var embedding = Model.Embed(batch, RetentionMode, ChunkSize);
         var probabilities = nn.functional.softmax(Model.Classify(embedding), 1).cpu();
         var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
-        return new ScoredBatch(images.Count, LabelNames.Count, probabilities.data<float>().ToArray(),
+        return new ScoredBatch((int)images.shape[0], LabelNames.Count, probabilities.data<float>().ToArray(),
             predicted.data<int>().ToArray().Select(k => (uint)k).ToArray(),
             Columns.Embedding is null ? null : embedding.cpu().data<float>().ToArray());
     }

@@ -125,6 +125,8 @@ public sealed class BadInputTests
         var ml = new MLContext();
         var catalog = ml.MulticlassClassification.Trainers;
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { BatchSize = 0 }), "BatchSize", "at least 1", "0");
+        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { ChunkSize = -2 }), "ChunkSize", "ChunkSizes.Auto (0) or at least 1", "-2");
+        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { MaxTranslation = 0.5 }), "MaxTranslation", "[0, 0.5)", "0.5");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { TrainingRetentionMode = RetentionMode.Recurrent }), "TrainingRetentionMode", "Recurrent");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { ValidationSetFraction = 1.5 }), "ValidationSetFraction", "1.5");
         var data = TinyFit.Images(ml);

@@ -119,6 +119,19 @@ public sealed class RetentionOpsTests
     }
 
     [TestMethod]
+    public void AutomaticChunkSizeFollowsTheMeasuredRule()
+    {
+        // One chunk (the parallel form) up to 256 tokens, 64-token chunks beyond (docs/benchmarks.md).
+        Assert.AreEqual(1, ChunkSizes.For(1));
+        Assert.AreEqual(197, ChunkSizes.For(197));
+        Assert.AreEqual(256, ChunkSizes.For(256));
+        Assert.AreEqual(64, ChunkSizes.For(257));
+        Assert.AreEqual(64, ChunkSizes.For(16385));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ChunkSizes.For(0));
+        Assert.AreEqual("tokens", e.ParamName);
+    }
+
+    [TestMethod]
     public void BadArgumentsThrowArgumentExceptionNamingThem()
     {
         using var scope = NewDisposeScope();
