@@ -186,7 +186,7 @@ public sealed class BadInputTests
                 BitConverter.TryWriteBytes(bytes.AsSpan(at + 12), 0x00020001u);
                 return bytes;
             });
-            LoadThrows<InvalidDataException>(ml, path, "newer Microsoft.ML.Retention", "0x00020001", "0x00010001");
+            LoadThrows<InvalidDataException>(ml, path, "newer Microsoft.ML.Retention", "0x00020001", $"0x{ViRImageClassificationTransformer.FormatVersion:X8}");
         }
         finally
         {

@@ -124,7 +124,7 @@ public sealed class TrainerBehaviourTests
         var ml = new MLContext(seed: 1);
         var data = TinyFit.Images(ml);
         var model = TinyFit.Fit(ml, data);
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.WithRetentionMode(RetentionMode.Chunkwise, 0));
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.WithRetentionMode(RetentionMode.Chunkwise, -1));
         var chunkwise = model.WithRetentionMode(RetentionMode.Chunkwise, 5);
         Assert.AreEqual(RetentionMode.Parallel, model.RetentionMode);
         model.Dispose();
