@@ -48,8 +48,8 @@ public static class ModelSuite
                 if (mode == RetentionMode.Recurrent && tokens > settings.MaxRecurrentLength) continue;
                 var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, mode, chunk); }, budgetSeconds: settings.BudgetSeconds);
                 double rate = batch / (m.MedianMs / 1000);
-                int c = chunk == ChunkSizes.Auto ? ChunkSizes.For(tokens) : chunk;
-                Record(size, tokens, batch, $"ViR {mode.ToString().ToLowerInvariant()}", m, rate, rate / vitRate, mode == RetentionMode.Chunkwise ? $" C={c}" : null);
+                Record(size, tokens, batch, $"ViR {mode.ToString().ToLowerInvariant()}", m, rate, rate / vitRate,
+                    mode == RetentionMode.Chunkwise ? $" C={ChunkSizes.Resolve(chunk, tokens)}" : null);
             }
         }
         table.Notes.Add($"Parallel retention and ViT run up to {settings.MaxQuadraticResolution}² (ViT up to {settings.MaxViTResolutionAtBatch1}² at batch 1); chunkwise and recurrent go further.");

@@ -49,6 +49,7 @@ internal sealed class ScoredImageDataView : IDataView
         private readonly Func<Tensor>? _readImage;
         private readonly Action<float[], int>? _copyPixels;
         private readonly float[]? _pixelBuffer;
+        private readonly int _pixelsPerImage;
         private readonly HashSet<int> _active;
         private readonly Delegate[] _outputGetters;
         private ScoredBatch? _batch;
@@ -64,6 +65,7 @@ internal sealed class ScoredImageDataView : IDataView
             if (lookahead is not null && view._images.DirectPixelCount is int perImage)
             {
                 _copyPixels = view._images.PixelCopier(lookahead);
+                _pixelsPerImage = perImage;
                 _pixelBuffer = new float[view._parent.BatchSize * perImage];
             }
             _active = active;
@@ -114,10 +116,10 @@ internal sealed class ScoredImageDataView : IDataView
         private ScoredBatch ScoreNextPixelBatch()
         {
             var config = _view._parent.Config;
-            int perImage = _pixelBuffer!.Length / _view._parent.BatchSize, count = 0;
+            int count = 0;
             while (count < _view._parent.BatchSize && _lookahead!.MoveNext())
-                _copyPixels!(_pixelBuffer, count++ * perImage);
-            var batch = tensor(_pixelBuffer.AsSpan(0, count * perImage).ToArray(), new long[] { count, config.Channels, config.ImageHeight, config.ImageWidth });
+                _copyPixels!(_pixelBuffer!, count++ * _pixelsPerImage);
+            var batch = tensor(_pixelBuffer.AsSpan(0, count * _pixelsPerImage).ToArray(), new long[] { count, config.Channels, config.ImageHeight, config.ImageWidth });
             return _view._parent.Score(batch);
         }
 
