@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace Retention.Build.Tasks;
+namespace Microsoft.ML.Retention.Build.Tasks;
 
 /// <summary>
 /// Just enough of a 64-bit little-endian ELF reader to find symbol-version records
