@@ -1,3 +1,4 @@
+using Microsoft.ML.Retention.Native;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -23,7 +24,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     private readonly bool _classTokenLast;
 
     private protected VisionTransformerBase(string name, ViRConfig config, bool classTokenLast, Func<Module<Tensor, Tensor>> tokenMixer)
-        : base(name)
+        : base(NativeLoaded(name))
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -45,6 +46,13 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
     /// <summary>The model's shape.</summary>
     public ViRConfig Config { get; }
+
+    // Before TorchSharp's first native call, so a host that can't load libtorch is told why.
+    private static string NativeLoaded(string name)
+    {
+        TorchSharpNative.EnsureLoaded();
+        return name;
+    }
 
     /// <summary>Class logits [B, NumClasses] for images [B, C, H, W].</summary>
     public override Tensor forward(Tensor images)

@@ -1,3 +1,4 @@
+using Microsoft.ML.Retention.Native;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
@@ -20,6 +21,7 @@ internal static class DeviceSelection
     /// <summary>Resolves a device request; <paramref name="warn"/> hears about a fallback to the CPU.</summary>
     public static Device Resolve(ViRDevice requested, bool fallbackToCpu, Action<string> warn)
     {
+        TorchSharpNative.EnsureLoaded();
         switch (requested)
         {
             case ViRDevice.Cpu:
