@@ -1,0 +1,236 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>
+/// The packed package in apps outside the repository (test/PackageConsumer): no Directory.Build.props applies, and
+/// a nuget.config adds the freshly packed package to the machine's usual source. The class packs, builds the app and
+/// runs it once; the tests check what a user of the package gets.
+/// </summary>
+[TestClass]
+public sealed class PackageConsumerTests
+{
+#if DEBUG
+    private const string Configuration = "Debug";
+#else
+    private const string Configuration = "Release";
+#endif
+    private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
+
+    private static string _work = "";
+    private static string _properties = "";
+    private static string _appOutput = "";
+    private static ProcessResult _appRun = null!;
+    private static string _cachedNativeHashBeforeBuild = "";
+
+    private static string RepoRoot { get; } = FindRepoRoot();
+    private static string CachedNativeLibrary { get; } = Path.Combine(NuGetPackagesFolder, "torchsharp", TorchSharpVersion, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+    private static string TorchSharpVersion => typeof(torch).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "";
+    private static string NuGetPackagesFolder => Environment.GetEnvironmentVariable("NUGET_PACKAGES")
+        ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+    private static string AppDll => Path.Combine(_appOutput, "App.dll");
+
+    [ClassInitialize]
+    public static void PackAndBuildTheApp(TestContext _)
+    {
+        _work = Path.Combine(Path.GetTempPath(), $"vir-consumer-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(_work);
+
+        // A version of its own, so that no earlier package of the same version in any NuGet folder can stand in for this one.
+        string feed = Path.Combine(_work, "feed");
+        Run("dotnet", $"pack {Quote(Path.Combine(RepoRoot, "src", "Microsoft.ML.Retention"))} -c {Configuration} --no-build -o {Quote(feed)} -p:VersionSuffix=preview.test{DateTime.UtcNow:yyyyMMddHHmmss}", RepoRoot).AssertSucceeded("dotnet pack");
+        string package = Directory.GetFiles(feed, "Microsoft.ML.Retention.*.nupkg").Single(f => !f.EndsWith(".snupkg", StringComparison.Ordinal));
+        string version = Path.GetFileNameWithoutExtension(package)["Microsoft.ML.Retention.".Length..];
+        _properties = $"-p:MLRetentionVersion={version} -p:TorchSharpVersion={TorchSharpVersion}";
+
+        // The machine's packages folder is read-only here (a fallback), so the test package never lands in it.
+        File.WriteAllText(Path.Combine(_work, "nuget.config"), $"""
+            <?xml version="1.0" encoding="utf-8"?>
+            <configuration>
+              <config><add key="globalPackagesFolder" value="{Path.Combine(_work, "packages")}" /></config>
+              <packageSources><add key="test-feed" value="{feed}" /></packageSources>
+              <fallbackPackageFolders><add key="machine" value="{NuGetPackagesFolder}" /></fallbackPackageFolders>
+            </configuration>
+            """);
+        CopyDirectory(Path.Combine(RepoRoot, "test", "PackageConsumer"), _work);
+        File.Copy(Path.Combine(RepoRoot, "samples", "ViRImageClassification.Consume", "ImageClassifier.cs"), Path.Combine(_work, "App", "ImageClassifier.cs"));
+
+        _cachedNativeHashBeforeBuild = Sha256(CachedNativeLibrary);
+        Run("dotnet", $"build App -c Release {_properties}", _work).AssertSucceeded("dotnet build App");
+        _appOutput = Path.Combine(_work, "App", "bin", "Release", "net10.0");
+        _appRun = Run("dotnet", $"{Quote(AppDll)} {Quote(FashionMnist.Root)} {Quote(Path.Combine(_work, "run"))}", _work);
+    }
+
+    [ClassCleanup]
+    public static void DeleteTheApps()
+    {
+        if (Directory.Exists(_work)) Directory.Delete(_work, recursive: true);
+    }
+
+    [TestMethod]
+    public void TheBuiltAppTrainsSavesLoadsAndPredictsInRecurrentForm()
+    {
+        _appRun.AssertSucceeded("the app");
+        AssertAppOutput(_appRun.Stdout);
+    }
+
+    [TestMethod]
+    public void ThePublishedAppRuns()
+    {
+        string publish = Path.Combine(_work, "publish");
+        Run("dotnet", $"publish App -c Release -o {Quote(publish)} {_properties}", _work).AssertSucceeded("dotnet publish App");
+        var run = Run("dotnet", $"{Quote(Path.Combine(publish, "App.dll"))} {Quote(FashionMnist.Root)} {Quote(Path.Combine(_work, "run-published"))}", _work);
+        run.AssertSucceeded("the published app");
+        AssertAppOutput(run.Stdout);
+    }
+
+    [TestMethod]
+    public void AnAppThatReachesThePackageThroughALibraryRuns()
+    {
+        _appRun.AssertSucceeded("the app that saves the model");
+        Run("dotnet", $"build TransitiveApp -c Release {_properties}", _work).AssertSucceeded("dotnet build TransitiveApp");
+        var images = FashionMnist.Rows("test", 1).Select(r => Quote(r.ImagePath));
+        var run = Run("dotnet", $"{Quote(Path.Combine(_work, "TransitiveApp", "bin", "Release", "net10.0", "TransitiveApp.dll"))} {Quote(Path.Combine(_work, "run", "model.zip"))} {string.Join(' ', images)}", _work);
+        run.AssertSucceeded("the app that uses the package through a library");
+        var labels = FashionMnist.Rows("test", 1).Select(r => r.Label).ToHashSet();
+        var predicted = Regex.Matches(run.Stdout, "^predicted: (.+)$", RegexOptions.Multiline).Select(m => m.Groups[1].Value.Trim()).ToList();
+        Assert.AreEqual(10, predicted.Count, run.Stdout);
+        Assert.IsTrue(predicted.All(labels.Contains), $"every prediction should be one of the class names: {run.Stdout}");
+    }
+
+    [TestMethod]
+    public void TheNuGetCacheKeepsTheOriginalNativeLibrary()
+    {
+        _appRun.AssertSucceeded("the app");
+        string built = Path.Combine(_appOutput, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        Assert.IsTrue(File.Exists(CachedNativeLibrary), $"expected TorchSharp's package in {CachedNativeLibrary}");
+        if (!HostLacksGlibcxx3432)
+        {
+            CollectionAssert.AreEqual(File.ReadAllBytes(CachedNativeLibrary), File.ReadAllBytes(built), "nothing to patch on this host");
+            return;
+        }
+        var cached = File.ReadAllBytes(CachedNativeLibrary);
+        var output = File.ReadAllBytes(built);
+        Assert.AreEqual(cached.Length, output.Length, "the patch flips one flag in place");
+        int differing = cached.Zip(output).Count(p => p.First != p.Second);
+        Assert.AreEqual(1, differing, "the output copy differs from the package's in the one byte that holds the WEAK flag");
+        Assert.AreEqual(_cachedNativeHashBeforeBuild, Sha256(CachedNativeLibrary), "building the app must leave the NuGet cache's copy as it was");
+    }
+
+    [TestMethod]
+    public void AnUnpatchedNativeLibraryFailsWithTheRealCauseAndTheFix()
+    {
+        if (!HostLacksGlibcxx3432) Assert.Inconclusive("This host's libstdc++ has GLIBCXX_3.4.32, so the unpatched library loads.");
+        var run = RunCopyOfTheApp("unpatched", native => File.Copy(CachedNativeLibrary, native));
+        Assert.AreNotEqual(0, run.ExitCode, run.Stdout);
+        StringAssert.Contains(run.Stderr, "DllNotFoundException");
+        StringAssert.Contains(run.Stderr, "version `GLIBCXX_3.4.32' not found");
+        StringAssert.Contains(run.Stderr, "MLRetentionPatchTorchSharpNative=always");
+        Assert.IsFalse((run.Stdout + run.Stderr).Contains("doesn't contain a reference", StringComparison.Ordinal),
+            $"TorchSharp's misleading message should never be reached: {run.Stderr}");
+    }
+
+    [TestMethod]
+    public void AnAppWithoutABackendIsToldToReferenceOne()
+    {
+        var run = RunCopyOfTheApp("no-backend", _ => { });
+        Assert.AreNotEqual(0, run.ExitCode, run.Stdout);
+        StringAssert.Contains(run.Stderr, "No copy of LibTorchSharp was found beside the application");
+        StringAssert.Contains(run.Stderr, $"dotnet add package TorchSharp-cpu --version {TorchSharpVersion}");
+        Assert.IsFalse((run.Stdout + run.Stderr).Contains("doesn't contain a reference", StringComparison.Ordinal), run.Stderr);
+    }
+
+    /// <summary>Runs a hard-linked copy of the built app whose libLibTorchSharp.so was removed, then replaced by <paramref name="replace"/>.</summary>
+    private static ProcessResult RunCopyOfTheApp(string name, Action<string> replace)
+    {
+        _appRun.AssertSucceeded("the app");
+        string copy = Path.Combine(_work, name);
+        Run("cp", $"-al {Quote(_appOutput)} {Quote(copy)}", _work).AssertSucceeded("cp -al");
+        string native = Path.Combine(copy, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
+        File.Delete(native); // unlinks the copy only; the built app keeps its file
+        replace(native);
+        return Run("dotnet", $"{Quote(Path.Combine(copy, "App.dll"))} {Quote(FashionMnist.Root)} {Quote(Path.Combine(_work, $"run-{name}"))}", _work);
+    }
+
+    private static void AssertAppOutput(string stdout)
+    {
+        string Value(string name)
+        {
+            var match = Regex.Match(stdout, $"^{Regex.Escape(name)}: (.+)$", RegexOptions.Multiline);
+            Assert.IsTrue(match.Success, $"'{name}' is missing from the app's output:\n{stdout}");
+            return match.Groups[1].Value.Trim();
+        }
+        Assert.AreEqual("100 images", Value("trained"));
+        Assert.IsTrue(double.Parse(Value("accuracy"), CultureInfo.InvariantCulture) is >= 0 and <= 1);
+        Assert.IsTrue(long.Parse(Value("saved").Split(' ')[0], CultureInfo.InvariantCulture) > 100_000, "model.zip should hold the weights");
+        Assert.AreEqual("20", Value("recurrent predictions"));
+        var classes = Directory.GetDirectories(Path.Combine(FashionMnist.Root, "test")).Select(Path.GetFileName).ToHashSet();
+        Assert.IsTrue(Value("labels").Split(',').All(classes.Contains), Value("labels"));
+        var sums = Value("score sums").Split("..").Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        Assert.IsTrue(sums.All(s => Math.Abs(s - 1) < 1e-3), $"probabilities should sum to 1: {Value("score sums")}");
+        Assert.IsTrue(double.Parse(Value("max |recurrent - parallel|"), CultureInfo.InvariantCulture) <= 1e-4, Value("max |recurrent - parallel|"));
+        Assert.AreEqual("80", Value("consumption predictions"));
+        Assert.AreEqual(0.0, double.Parse(Value("max |4 threads - 1 thread|"), CultureInfo.InvariantCulture), "pooled engines over one model give the single-thread scores");
+        Assert.AreEqual("10, sorted: True, top matches Predict: True", Value("all labels"));
+    }
+
+    private static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
+
+    private static bool HostLacksGlibcxx3432 =>
+        new[] { "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6" }
+            .FirstOrDefault(File.Exists) is { } libstdcxx
+        && File.ReadAllBytes(libstdcxx).AsSpan().IndexOf("GLIBCXX_3.4.32\0"u8) < 0;
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Retention.MLNet.sln"))) return dir.FullName;
+        throw new InvalidOperationException($"No Retention.MLNet.sln above {AppContext.BaseDirectory}.");
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+        {
+            string target = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+    }
+
+    private static string Quote(string arg) => $"\"{arg}\"";
+
+    private sealed record ProcessResult(string Command, int ExitCode, string Stdout, string Stderr)
+    {
+        public void AssertSucceeded(string what) =>
+            Assert.AreEqual(0, ExitCode, $"{what} failed ({Command}):\n{Stdout}\n{Stderr}");
+    }
+
+    /// <summary>Runs a command as a user's shell would: none of the test host's MSBuild settings leak into it.</summary>
+    private static ProcessResult Run(string file, string arguments, string workingDirectory)
+    {
+        var start = new ProcessStartInfo(file, arguments)
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase) || k == "NUGET_PACKAGES").ToList())
+            start.Environment.Remove(key);
+        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(CommandTimeout))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"'{file} {arguments}' did not finish within {CommandTimeout}.");
+        }
+        return new ProcessResult($"{file} {arguments}", process.ExitCode, stdout.Result, stderr.Result);
+    }
+}

@@ -1,0 +1,83 @@
+using System.Collections.Concurrent;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Retention;
+using ViRImageClassification.Consume;
+
+// Usage: App <folder with train/ and test/, each label/image.png> <work folder>. Prints "name: value" lines.
+string imageFolder = args[0], work = args[1];
+Directory.CreateDirectory(work);
+List<ImageRow> Rows(string split, int perClass) => Directory.GetDirectories(Path.Combine(imageFolder, split)).Order(StringComparer.Ordinal)
+    .SelectMany(dir => Directory.GetFiles(dir, "*.png").Order(StringComparer.Ordinal).Take(perClass)
+        .Select(f => new ImageRow { ImagePath = Path.GetRelativePath(imageFolder, f), Label = Path.GetFileName(dir) }))
+    .ToList();
+
+// The README's pipeline.
+var ml = new MLContext(seed: 1);
+IDataView images = ml.Data.LoadFromEnumerable(Rows("train", 10));
+var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+    .Append(ml.Transforms.LoadImages("Image", imageFolder, "ImagePath"))
+    .Append(ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options
+    {
+        FeatureColumnName = "Image",
+        Architecture = ViRArchitecture.Mini,
+        MaxEpoch = 1,
+    }))
+    .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+ITransformer model = pipeline.Fit(images);
+var testRows = Rows("test", 2);
+var metrics = ml.MulticlassClassification.Evaluate(model.Transform(ml.Data.LoadFromEnumerable(testRows)));
+Console.WriteLine($"trained: {images.GetRowCount() ?? Rows("train", 10).Count} images");
+Console.WriteLine($"accuracy: {metrics.MicroAccuracy:F4}");
+string modelPath = Path.Combine(work, "model.zip");
+ml.Model.Save(model, images.Schema, modelPath);
+Console.WriteLine($"saved: {new FileInfo(modelPath).Length} bytes");
+
+// Load in a new context, predict in recurrent form, and compare with the loaded model's own (parallel) scores.
+var ml2 = new MLContext();
+ITransformer loaded = ml2.Model.Load(modelPath, out _);
+var parallelScores = ml2.Data.CreateEnumerable<Prediction>(loaded.Transform(ml2.Data.LoadFromEnumerable(testRows)), reuseRowObject: false).ToList();
+using (var recurrent = (IDisposable)loaded.WithRetentionMode(RetentionMode.Recurrent))
+using (var engine = ml2.Model.CreatePredictionEngine<ImageRow, Prediction>((ITransformer)recurrent))
+{
+    var predictions = testRows.Select(engine.Predict).Select(p => new Prediction { PredictedLabel = p.PredictedLabel, Score = p.Score.ToArray() }).ToList();
+    float diff = predictions.Zip(parallelScores).Max(p => p.First.Score.Zip(p.Second.Score).Max(s => Math.Abs(s.First - s.Second)));
+    Console.WriteLine($"recurrent predictions: {predictions.Count}");
+    Console.WriteLine($"labels: {string.Join(",", predictions.Select(p => p.PredictedLabel).Distinct().Order(StringComparer.Ordinal))}");
+    Console.WriteLine($"score sums: {predictions.Min(p => p.Score.Sum()):F4}..{predictions.Max(p => p.Score.Sum()):F4}");
+    Console.WriteLine($"max |recurrent - parallel|: {diff:E2}");
+}
+
+// Model Builder's shape: encoded bytes in, the consumption class out, from four threads at once.
+var files = ml.Data.LoadFromEnumerable(Rows("train", 10));
+var loadBytes = ml.Transforms.LoadRawImageBytes("ImageSource", imageFolder, "ImagePath").Fit(files);
+var labelToKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(files);
+var vir = ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options { FeatureColumnName = "ImageSource", Architecture = ViRArchitecture.Mini, MaxEpoch = 1 })
+    .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
+    .Fit(labelToKey.Transform(loadBytes.Transform(files)));
+string bytesModelPath = Path.Combine(work, "model-bytes.zip");
+ml.Model.Save(labelToKey.Append(vir), loadBytes.Transform(files).Schema, bytesModelPath);
+
+ImageClassifier.ModelPath = bytesModelPath;
+var inputs = testRows.Select(r => new ImageClassifier.ModelInput { ImageSource = File.ReadAllBytes(Path.Combine(imageFolder, r.ImagePath)) }).ToList();
+var single = inputs.Select(ImageClassifier.Predict).ToList();
+var concurrent = new ConcurrentDictionary<int, float[]>();
+Parallel.For(0, inputs.Count * 4, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => concurrent[i] = ImageClassifier.Predict(inputs[i % inputs.Count]).Score);
+float threadDiff = concurrent.Max(kv => kv.Value.Zip(single[kv.Key % inputs.Count].Score).Max(s => Math.Abs(s.First - s.Second)));
+var ranked = ImageClassifier.PredictAllLabels(inputs[0]).ToList();
+Console.WriteLine($"consumption predictions: {concurrent.Count}");
+Console.WriteLine($"max |4 threads - 1 thread|: {threadDiff:E2}");
+Console.WriteLine($"all labels: {ranked.Count}, sorted: {ranked.Zip(ranked.Skip(1)).All(p => p.First.Value >= p.Second.Value)}, top matches Predict: {ranked[0].Key == single[0].PredictedLabel}");
+return 0;
+
+public sealed class ImageRow
+{
+    public string ImagePath { get; set; } = "";
+    public string Label { get; set; } = "";
+}
+
+public sealed class Prediction
+{
+    public string PredictedLabel { get; set; } = "";
+    public float[] Score { get; set; } = [];
+}
