@@ -102,6 +102,38 @@ public sealed class PackageConsumerTests
     }
 
     [TestMethod]
+    public void TheReadmeProgramRunsAsWrittenAndThePackageReadmeShowsTheSame()
+    {
+        string program = ReadmeProgram(File.ReadAllText(Path.Combine(RepoRoot, "README.md")), "## Use it in your app");
+        Assert.AreEqual(program, ReadmeProgram(File.ReadAllText(Path.Combine(RepoRoot, "src", "Microsoft.ML.Retention", "PackageReadme.md")), "## A first pipeline"),
+            "the package readme should show the README's program");
+
+        string app = Path.Combine(_work, "ReadmeApp");
+        Directory.CreateDirectory(app);
+        File.Copy(Path.Combine(_work, "App", "App.csproj"), Path.Combine(app, "ReadmeApp.csproj"));
+        File.WriteAllText(Path.Combine(app, "Program.cs"), program);
+        Run("dotnet", $"build ReadmeApp -c Release {_properties}", _work).AssertSucceeded("dotnet build ReadmeApp");
+        var run = Run("dotnet", $"{Quote(Path.Combine(app, "bin", "Release", "net10.0", "ReadmeApp.dll"))} {Quote(Path.Combine(FashionMnist.Root, "test"))}", app);
+        run.AssertSucceeded("the README's program");
+        var accuracy = Regex.Match(run.Stdout, @"^Test accuracy: ([0-9.]+) ?%$", RegexOptions.Multiline);
+        Assert.IsTrue(accuracy.Success, run.Stdout);
+        // 3 epochs on 1,200 images: well above the 10 % of chance.
+        Assert.IsTrue(double.Parse(accuracy.Groups[1].Value, CultureInfo.InvariantCulture) > 30, run.Stdout);
+        StringAssert.Matches(run.Stdout, new Regex(@"^\S+\.png: \S+ \(true class: \S+\)$", RegexOptions.Multiline));
+        Assert.IsTrue(File.Exists(Path.Combine(app, "model.zip")));
+    }
+
+    /// <summary>The first C# block after <paramref name="heading"/>.</summary>
+    private static string ReadmeProgram(string markdown, string heading)
+    {
+        int section = markdown.IndexOf(heading, StringComparison.Ordinal);
+        Assert.IsTrue(section >= 0, $"no '{heading}' section");
+        var block = Regex.Match(markdown[section..], "```csharp\n(.*?)```", RegexOptions.Singleline);
+        Assert.IsTrue(block.Success, $"no C# block after '{heading}'");
+        return block.Groups[1].Value;
+    }
+
+    [TestMethod]
     public void TheNuGetCacheKeepsTheOriginalNativeLibrary()
     {
         _appRun.AssertSucceeded("the app");
