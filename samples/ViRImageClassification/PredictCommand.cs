@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Retention;
+using ViRImageClassification.Consume;
 using Spectre.Console;
 
 namespace ViRImageClassification;
@@ -35,12 +36,12 @@ public static class PredictCommand
     /// <summary>Scores each file with a PredictionEngine and prints its top-3 classes with probabilities.</summary>
     public static void ShowPredictions(IAnsiConsole console, MLContext ml, ITransformer model, IEnumerable<string> files)
     {
-        using var engine = ml.Model.CreatePredictionEngine<ModelInput, ModelOutput>(model);
+        using var engine = ml.Model.CreatePredictionEngine<ImageClassifier.ModelInput, ImageClassifier.ModelOutput>(model);
         string[] classNames = TrainCommand.SlotNames(engine.OutputSchema["Score"]);
         var table = new Table().Title("Predictions").AddColumns("Image", "Predicted", "Top 3");
         foreach (var file in files)
         {
-            var output = engine.Predict(new ModelInput { ImageSource = File.ReadAllBytes(file) });
+            var output = engine.Predict(new ImageClassifier.ModelInput { ImageSource = File.ReadAllBytes(file) });
             var top3 = output.Score.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{classNames[x.i]} {x.p:P1}");
             table.AddRow(Markup.Escape(Path.GetFileName(file)), Markup.Escape(output.PredictedLabel), Markup.Escape(string.Join(", ", top3)));
         }
