@@ -18,10 +18,11 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 {
     private readonly IHost _host;
     private readonly SharedModel _shared;
+    private int _disposed;
 
     internal ViRImageClassificationTransformer(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames, ViRColumns columns,
         RetentionMode mode, int chunkSize, int batchSize)
-        : this(env, new SharedModel(model), labelNames, columns, mode, chunkSize, batchSize)
+        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, mode, chunkSize, batchSize)
     {
     }
 
@@ -49,7 +50,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public int BatchSize { get; }
 
     /// <summary>The device the weights live on.</summary>
-    public Device Device => _shared.Model.parameters().First().device;
+    public Device Device => _shared.Device;
 
     /// <summary>The model's shape.</summary>
     public ViRConfig Config => _shared.Model.Config;
@@ -65,9 +66,9 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>A transformer that shares these weights and predicts with retention in <paramref name="mode"/>.</summary>
     public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)
     {
-        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        ThrowIfDisposed();
         CheckRetentionSettings(mode, chunkSize ?? ChunkSize);
-        _shared.AddReference();
+        if (!_shared.TryAddOwner()) throw DisposedError();
         return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, mode, chunkSize ?? ChunkSize, BatchSize);
     }
 
@@ -89,7 +90,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public IDataView Transform(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        ThrowIfDisposed();
         return new ScoredImageDataView(this, input);
     }
 
@@ -97,12 +98,30 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        ThrowIfDisposed();
         return new ImageRowMapper(this, inputSchema);
     }
 
-    /// <summary>Frees the weights once every transformer sharing them is disposed.</summary>
-    public void Dispose() => _shared.Release();
+    /// <summary>
+    /// Releases this transformer's hold on the weights; they are freed once every transformer sharing them
+    /// (see <see cref="WithRetentionMode"/>) is disposed and no prediction is running. Calling it again does nothing.
+    /// A PredictionEngine created with ML.NET's default options calls it when the engine is disposed.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _shared.ReleaseOwner();
+    }
+
+    private void ThrowIfDisposed()
+    {
+        if (Volatile.Read(ref _disposed) != 0) throw DisposedError();
+    }
+
+    private static ObjectDisposedException DisposedError() =>
+        new(nameof(ViRImageClassificationTransformer),
+            "This ViR transformer was disposed and can no longer predict. A PredictionEngine created with ML.NET's default options " +
+            "disposes its model when the engine is disposed. To use one model from several engines (one per thread or request), " +
+            "create them with new PredictionEngineOptions { OwnsTransformer = false } and dispose the model when the app is done with it.");
 
     private static void CheckRetentionSettings(RetentionMode mode, int chunkSize)
     {
@@ -131,7 +150,8 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>Scores a batch [B, C, H, W] at the model's resolution in one forward pass, without gradients.</summary>
     internal ScoredBatch Score(Tensor images)
     {
-        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        ThrowIfDisposed();
+        using var use = _shared.Use() ?? throw DisposedError();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var batch = images.to(Device);
@@ -143,22 +163,74 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             Columns.Embedding is null ? null : embedding.cpu().data<float>().ToArray());
     }
 
-    /// <summary>Weights shared by transformers that differ only in retention mode; disposed with the last of them.</summary>
+    /// <summary>
+    /// Weights shared by transformers that differ only in retention mode. Each transformer is an owner; each
+    /// prediction holds a use. The weights are freed when the last owner lets go and no use is running, so a
+    /// prediction never reads freed memory, and one that starts after that gets no use.
+    /// </summary>
     private sealed class SharedModel
     {
-        private int _references = 1;
+        private readonly object _gate = new();
+        private int _owners = 1;
+        private int _uses;
 
-        public SharedModel(ViRModel model) => Model = model;
+        public SharedModel(ViRModel model, Device device)
+        {
+            Model = model;
+            Device = device;
+        }
 
         public ViRModel Model { get; }
 
-        public bool IsDisposed => Volatile.Read(ref _references) <= 0;
+        public Device Device { get; }
 
-        public void AddReference() => Interlocked.Increment(ref _references);
-
-        public void Release()
+        public bool TryAddOwner()
         {
-            if (Interlocked.Decrement(ref _references) == 0) Model.Dispose();
+            lock (_gate)
+            {
+                if (_owners == 0) return false;
+                _owners++;
+                return true;
+            }
+        }
+
+        public void ReleaseOwner()
+        {
+            lock (_gate)
+            {
+                if (--_owners > 0 || _uses > 0) return;
+            }
+            Model.Dispose();
+        }
+
+        /// <summary>A use of the weights until disposed, or null when they are gone.</summary>
+        public IDisposable? Use()
+        {
+            lock (_gate)
+            {
+                if (_owners == 0) return null;
+                _uses++;
+            }
+            return new Lease(this);
+        }
+
+        private void EndUse()
+        {
+            lock (_gate)
+            {
+                if (--_uses > 0 || _owners > 0) return;
+            }
+            Model.Dispose();
+        }
+
+        private sealed class Lease(SharedModel shared) : IDisposable
+        {
+            private int _ended;
+
+            public void Dispose()
+            {
+                if (Interlocked.Exchange(ref _ended, 1) == 0) shared.EndUse();
+            }
         }
     }
 }

@@ -36,7 +36,8 @@ public sealed partial class ViRImageClassificationTransformer
 
     void ICanSaveModel.Save(ModelSaveContext ctx)
     {
-        ObjectDisposedException.ThrowIf(_shared.IsDisposed, this);
+        ThrowIfDisposed();
+        using var use = _shared.Use() ?? throw DisposedError();
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var w = ctx.Writer;
