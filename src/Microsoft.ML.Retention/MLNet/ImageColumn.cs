@@ -27,13 +27,14 @@ internal sealed class ImageColumn
     private readonly ViRConfig _config;
     private readonly long[] _pixelShape;
 
-    private ImageColumn(string name, int index, ImageColumnKind kind, ViRConfig config, long[] pixelShape)
+    private ImageColumn(string name, int index, ImageColumnKind kind, ViRConfig config, long[] pixelShape, IReadOnlyList<DataViewSchema.Column> context)
     {
         Name = name;
         Index = index;
         Kind = kind;
         _config = config;
         _pixelShape = pixelShape;
+        Context = context;
     }
 
     public string Name { get; }
@@ -41,6 +42,15 @@ internal sealed class ImageColumn
     public int Index { get; }
 
     public ImageColumnKind Kind { get; }
+
+    /// <summary>
+    /// The visible text columns beside the images (an image path, typically), quoted when a row's image can't be read.
+    /// Cursors that read images activate them too.
+    /// </summary>
+    public IReadOnlyList<DataViewSchema.Column> Context { get; }
+
+    /// <summary>The image column and its context columns, for opening a cursor.</summary>
+    public IEnumerable<DataViewSchema.Column> ColumnsToRead(DataViewSchema schema) => Context.Prepend(schema[Index]);
 
     /// <summary>Classifies a column type, or explains why it is not an image column.</summary>
     public static ImageColumnKind KindOf(string name, DataViewType type)
@@ -61,10 +71,11 @@ internal sealed class ImageColumn
     {
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(name), name,
-                $"Image column '{name}' was not found in the input; the columns are: {string.Join(", ", schema.Select(c => $"'{c.Name}'"))}.");
+                $"Image column '{name}' was not found in the input; the columns are: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => $"'{c.Name}'"))}.");
         var kind = KindOf(name, column.Type);
         long[] pixelShape = kind == ImageColumnKind.Pixels ? PixelShape(name, (VectorDataViewType)column.Type, config) : Array.Empty<long>();
-        return new ImageColumn(name, column.Index, kind, config, pixelShape);
+        var context = schema.Where(c => !c.IsHidden && c.Index != column.Index && c.Type is TextDataViewType).ToList();
+        return new ImageColumn(name, column.Index, kind, config, pixelShape, context);
     }
 
     /// <summary>The [C, H, W] layout of a pixel-vector column: its own three dimensions, or the model's shape.</summary>
@@ -94,8 +105,8 @@ internal sealed class ImageColumn
                 return () =>
                 {
                     MLImage image = null!;
-                    getter(ref image);
-                    if (image is null) throw BadImage(row.Position, "the image is missing");
+                    Read(row, () => getter(ref image));
+                    if (image is null) throw BadImage(row, "the image is missing");
                     return FromImage(image);
                 };
             }
@@ -105,8 +116,8 @@ internal sealed class ImageColumn
                 var bytes = default(VBuffer<byte>);
                 return () =>
                 {
-                    getter(ref bytes);
-                    if (bytes.Length == 0) throw BadImage(row.Position, "it has no bytes");
+                    Read(row, () => getter(ref bytes));
+                    if (bytes.Length == 0) throw BadImage(row, "it has no bytes");
                     MLImage image;
                     try
                     {
@@ -114,7 +125,7 @@ internal sealed class ImageColumn
                     }
                     catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or NotSupportedException)
                     {
-                        throw BadImage(row.Position, $"it could not be decoded ({bytes.Length} bytes: {e.Message})");
+                        throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes: {e.Message})");
                     }
                     using (image) return FromImage(image);
                 };
@@ -151,8 +162,35 @@ internal sealed class ImageColumn
         };
     }
 
-    private InvalidDataException BadImage(long row, string why) =>
-        new($"Column '{Name}', row {row}: {why}.");
+    /// <summary>Runs an upstream getter (an image loader, typically); its failure becomes a bad image of this row.</summary>
+    private void Read(DataViewRow row, Action get)
+    {
+        try
+        {
+            get();
+        }
+        catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException or InvalidOperationException
+                                      or NotSupportedException or FormatException)
+        {
+            throw BadImage(row, $"the image could not be read: {e.GetType().Name}: {e.Message}", e);
+        }
+    }
+
+    private InvalidDataException BadImage(DataViewRow row, string why, Exception? inner = null) =>
+        new($"Column '{Name}', row {row.Position}{Describe(row)}: {why}.", inner);
+
+    /// <summary>The row's context values, as " (ImagePath: 'a/b.png')", or nothing when the row has none.</summary>
+    private string Describe(DataViewRow row)
+    {
+        var values = new List<string>();
+        foreach (var column in Context.Where(row.IsColumnActive))
+        {
+            var text = default(ReadOnlyMemory<char>);
+            row.GetGetter<ReadOnlyMemory<char>>(column)(ref text);
+            values.Add($"{column.Name}: '{text}'");
+        }
+        return values.Count == 0 ? "" : $" ({string.Join(", ", values)})";
+    }
 
     private Tensor FromImage(MLImage image)
     {

@@ -23,10 +23,10 @@ internal sealed class ImageRowMapper : IRowToRowMapper
 
     public IEnumerable<DataViewSchema.Column> GetDependencies(IEnumerable<DataViewSchema.Column> dependingColumns)
     {
-        var needed = dependingColumns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]).ToList();
-        if (dependingColumns.Any(c => c.Index >= InputSchema.Count) && needed.All(c => c.Index != _images.Index))
-            needed.Add(InputSchema[_images.Index]);
-        return needed;
+        var needed = dependingColumns.Where(c => c.Index < InputSchema.Count).Select(c => InputSchema[c.Index]);
+        if (dependingColumns.Any(c => c.Index >= InputSchema.Count))
+            needed = needed.Concat(_images.ColumnsToRead(InputSchema));
+        return needed.DistinctBy(c => c.Index).ToList();
     }
 
     public DataViewRow GetRow(DataViewRow input, IEnumerable<DataViewSchema.Column> activeColumns) =>

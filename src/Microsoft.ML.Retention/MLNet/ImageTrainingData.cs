@@ -35,7 +35,7 @@ internal sealed class ImageTrainingData
     {
         var labels = new List<int>();
         var labelColumn = _data.Schema[_labelColumn];
-        using var cursor = _data.GetRowCursor(new[] { labelColumn });
+        using var cursor = SerialCursor.Open(_data, new[] { labelColumn });
         var getter = cursor.GetGetter<uint>(labelColumn);
         uint key = 0;
         while (cursor.MoveNext())
@@ -54,7 +54,7 @@ internal sealed class ImageTrainingData
     {
         SkippedRows = 0;
         var labelColumn = _data.Schema[_labelColumn];
-        using var cursor = _data.GetRowCursor(new[] { labelColumn, _data.Schema[_images.Index] });
+        using var cursor = SerialCursor.Open(_data, _images.ColumnsToRead(_data.Schema).Append(labelColumn));
         var labelGetter = cursor.GetGetter<uint>(labelColumn);
         var readImage = _images.Reader(cursor);
         uint key = 0;

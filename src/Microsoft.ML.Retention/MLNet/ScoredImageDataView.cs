@@ -33,8 +33,9 @@ internal sealed class ScoredImageDataView : IDataView
     {
         var active = new HashSet<int>(columnsNeeded.Select(c => c.Index));
         int inputCount = _input.Schema.Count;
-        var main = _input.GetRowCursor(_input.Schema.Where(c => active.Contains(c.Index)));
-        var lookahead = active.Any(i => i >= inputCount) ? _input.GetRowCursor(new[] { _input.Schema[_images.Index] }) : null;
+        // Both read serially, so they visit the same rows in the same order, and a bad image is named by its row.
+        var main = SerialCursor.Open(_input, _input.Schema.Where(c => active.Contains(c.Index)));
+        var lookahead = active.Any(i => i >= inputCount) ? SerialCursor.Open(_input, _images.ColumnsToRead(_input.Schema)) : null;
         return new Cursor(this, main, lookahead, active);
     }
 
