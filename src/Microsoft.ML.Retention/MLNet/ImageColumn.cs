@@ -84,6 +84,8 @@ internal sealed class ImageColumn
         long[] shape = type.Dimensions.Length == 3
             ? type.Dimensions.Select(d => (long)d).ToArray()
             : new long[] { config.Channels, config.ImageHeight, config.ImageWidth };
+        if (shape[0] != config.Channels && LooksInterleaved(shape))
+            throw InterleavedPixels(name, shape, config.Channels);
         if (shape.Aggregate(1L, (a, b) => a * b) != type.Size)
             throw new ArgumentOutOfRangeException(nameof(name), type.Size,
                 $"Column '{name}' must be a float vector of {shape[0]}×{shape[1]}×{shape[2]} = {shape[0] * shape[1] * shape[2]} values " +
@@ -93,6 +95,19 @@ internal sealed class ImageColumn
                 $"Column '{name}' has {shape[0]} channels, but the model expects {config.Channels}.");
         return shape;
     }
+
+    /// <summary>
+    /// ExtractPixels(interleavePixelColors: true) writes [H, W, C]; read as [C, H, W] it would be an image of H channels.
+    /// A first dimension that is no channel count (1, 3 or 4) over a last one that is marks that layout.
+    /// </summary>
+    public static bool LooksInterleaved(long[] shape) => shape[0] is not (1 or 3 or 4) && shape[2] is 1 or 3 or 4;
+
+    public static ArgumentOutOfRangeException InterleavedPixels(string name, long[] shape, int? channels) =>
+        new(nameof(name), $"[{string.Join(", ", shape)}]",
+            $"Column '{name}' is a float vector of shape [{string.Join(", ", shape)}], which looks like interleaved [H, W, C] pixels, " +
+            $"but ViR reads planar [C, H, W] pixels{(channels is { } c ? $" with {c} channels" : " with 1, 3 or 4 channels")}. " +
+            "Extract them with ExtractPixels(..., interleavePixelColors: false), which is the default" +
+            (channels is null ? $", or set Channels = {shape[0]} if the vector really holds {shape[0]} planes." : "."));
 
     /// <summary>A reader for the current row of <paramref name="row"/>: returns [C, H, W] or throws <see cref="InvalidDataException"/> naming the row.</summary>
     public Func<Tensor> Reader(DataViewRow row)
@@ -137,8 +152,9 @@ internal sealed class ImageColumn
                 return () =>
                 {
                     getter(ref values);
-                    var pixels = tensor(values.DenseValues().ToArray()).view(_pixelShape);
-                    return Resize(pixels);
+                    var dense = values.DenseValues().ToArray();
+                    CheckFinite(row, dense);
+                    return Resize(tensor(dense).view(_pixelShape));
                 };
             }
         }
@@ -158,8 +174,18 @@ internal sealed class ImageColumn
         return (buffer, offset) =>
         {
             getter(ref values);
-            values.CopyTo(buffer.AsSpan(offset, values.Length)); // densifies sparse vectors
+            var image = buffer.AsSpan(offset, values.Length);
+            values.CopyTo(image); // densifies sparse vectors
+            CheckFinite(row, image);
         };
+    }
+
+    /// <summary>NaN or infinite pixels would make every score NaN: name the row instead.</summary>
+    private void CheckFinite(DataViewRow row, ReadOnlySpan<float> pixels)
+    {
+        for (int i = 0; i < pixels.Length; i++)
+            if (!float.IsFinite(pixels[i]))
+                throw BadImage(row, $"pixel value {i} is {pixels[i]}; pixel values must be finite numbers");
     }
 
     /// <summary>Runs an upstream getter (an image loader, typically); its failure becomes a bad image of this row.</summary>

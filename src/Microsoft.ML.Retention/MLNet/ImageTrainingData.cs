@@ -10,15 +10,17 @@ internal sealed class ImageTrainingData
     private readonly IDataView _data;
     private readonly ImageColumn _images;
     private readonly string _labelColumn;
+    private readonly int _classCount;
     private readonly Func<long, bool> _includeRow;
     private readonly bool _skipBadImages;
     private readonly Action<string> _warn;
 
-    public ImageTrainingData(IDataView data, ImageColumn images, string labelColumn, Func<long, bool> includeRow, bool skipBadImages, Action<string> warn)
+    public ImageTrainingData(IDataView data, ImageColumn images, string labelColumn, int classCount, Func<long, bool> includeRow, bool skipBadImages, Action<string> warn)
     {
         _data = data;
         _images = images;
         _labelColumn = labelColumn;
+        _classCount = classCount;
         _includeRow = includeRow;
         _skipBadImages = skipBadImages;
         _warn = warn;
@@ -42,9 +44,7 @@ internal sealed class ImageTrainingData
         {
             if (!_includeRow(cursor.Position)) continue;
             getter(ref key);
-            if (key == 0)
-                throw new InvalidDataException($"Column '{_labelColumn}', row {cursor.Position}: the label is missing (key value 0); every training row needs a label.");
-            labels.Add((int)key - 1);
+            labels.Add(ClassOf(key, cursor.Position));
         }
         return labels;
     }
@@ -74,8 +74,18 @@ internal sealed class ImageTrainingData
                 _warn($"Skipping a bad image (SkipBadImages is set): {e.Message}");
                 continue;
             }
-            yield return (image, (int)key - 1);
+            yield return (image, ClassOf(key, cursor.Position));
         }
+    }
+
+    /// <summary>The 0-based class of a key; no label outside the model's classes ever reaches libtorch.</summary>
+    private int ClassOf(uint key, long row)
+    {
+        if (key == 0)
+            throw new InvalidDataException($"Column '{_labelColumn}', row {row}: the label is missing (key value 0); every training row needs a label.");
+        if (key > _classCount)
+            throw new InvalidDataException($"Column '{_labelColumn}', row {row}: the key value is {key}, but the model has {_classCount} classes (keys 1 to {_classCount}).");
+        return (int)key - 1;
     }
 
     /// <summary>Decodes every included row once into memory.</summary>

@@ -33,7 +33,10 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>Height in pixels the model runs at (images are resized); default: the preset's.</summary>
         public int? ImageHeight;
 
-        /// <summary>Model input channels: 1 (grayscale), 3 (RGB) or 4 (RGBA); default: the preset's, or the pixel vector's.</summary>
+        /// <summary>
+        /// Model input channels: 1 (grayscale), 3 (RGB) or 4 (RGBA); default: the preset's, or the first dimension of a
+        /// [C, H, W] pixel vector. An interleaved [H, W, C] vector is refused unless this is set to its first dimension.
+        /// </summary>
         public int? Channels;
 
         /// <summary>Override of <see cref="ViRConfig.PatchSize"/>.</summary>
@@ -74,7 +77,7 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>Images per optimizer step (and per scoring batch).</summary>
         public int BatchSize = 32;
 
-        /// <summary>Peak AdamW learning rate, reached after warmup.</summary>
+        /// <summary>Peak AdamW learning rate, reached after warmup; at most 1e30.</summary>
         public double LearningRate = 1e-3;
 
         /// <summary>AdamW weight decay (not applied to biases, norms and embeddings).</summary>
@@ -125,7 +128,10 @@ public sealed partial class ViRImageClassificationTrainer
 
         // ---- Validation ----
 
-        /// <summary>Data scored after every epoch, with the columns the trainer sees (so its label is already a key, mapped like the training label).</summary>
+        /// <summary>
+        /// Data scored after every epoch, with the columns the trainer sees: its label must be a key with the training
+        /// label's classes in the same order (map both with one fitted MapValueToKey), or Fit throws.
+        /// </summary>
         public IDataView? ValidationSet;
 
         /// <summary>Without a ValidationSet, holds out this fraction of the training rows for validation (0 for none).</summary>
@@ -144,7 +150,11 @@ public sealed partial class ViRImageClassificationTrainer
 
         // ---- Data ----
 
-        /// <summary>Skips rows whose image cannot be read, with a logged warning and a count, instead of failing.</summary>
+        /// <summary>
+        /// Skips rows whose image cannot be read (a missing, empty or undecodable file, whatever loader read it, or
+        /// non-finite pixels), with a logged warning naming the row and a count, instead of failing with an
+        /// <see cref="InvalidDataException"/> that names them.
+        /// </summary>
         public bool SkipBadImages;
 
         /// <summary>

@@ -33,12 +33,13 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
     public ViRImageClassificationTransformer Fit(IDataView input)
     {
         ArgumentNullException.ThrowIfNull(input);
+        CheckOptions(_options); // again: Options is mutable, and may have changed since the trainer was made
         var labelNames = LabelNames(input.Schema, _options.LabelColumnName);
         var config = ModelConfig(input.Schema, labelNames.Count);
         var images = ImageColumn.Bind(input.Schema, _options.FeatureColumnName, config);
         if (_options.ValidationSet is not null)
         {
-            LabelNames(_options.ValidationSet.Schema, _options.LabelColumnName, nameof(Options.ValidationSet));
+            CheckSameClasses(labelNames, LabelNames(_options.ValidationSet.Schema, _options.LabelColumnName, nameof(Options.ValidationSet)));
             ImageColumn.Bind(_options.ValidationSet.Schema, _options.FeatureColumnName, config);
         }
 
@@ -50,7 +51,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         // Hold out a seeded, fixed subset of rows when asked for a validation fraction.
         var holdOut = new Func<long, bool>(row => _options.ValidationSet is null && _options.ValidationSetFraction > 0
             && HashToUnit(row, seed) < _options.ValidationSetFraction);
-        var trainData = new ImageTrainingData(input, images, _options.LabelColumnName, row => !holdOut(row), _options.SkipBadImages, m => channel.Warning(m));
+        var trainData = new ImageTrainingData(input, images, _options.LabelColumnName, labelNames.Count, row => !holdOut(row), _options.SkipBadImages, m => channel.Warning(m));
         var trainLabels = trainData.ReadLabels();
         CheckTrainingLabels(trainLabels, labelNames);
 
@@ -60,7 +61,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         {
             var validationView = _options.ValidationSet ?? input;
             var validationImages = ImageColumn.Bind(validationView.Schema, _options.FeatureColumnName, config);
-            var validationData = new ImageTrainingData(validationView, validationImages, _options.LabelColumnName,
+            var validationData = new ImageTrainingData(validationView, validationImages, _options.LabelColumnName, labelNames.Count,
                 _options.ValidationSet is null ? holdOut : _ => true, _options.SkipBadImages, m => channel.Warning(m));
             long validationCount = validationData.ReadLabels().Count;
             if (validationCount > 0) validation = Source(validationData, validationCount, config, channel, "validation");
@@ -151,7 +152,11 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         };
         // A pixel-vector input fixes the channel count (and, with three dimensions, the resolution).
         var featureType = schema.GetColumnOrNull(_options.FeatureColumnName)?.Type;
-        int? vectorChannels = featureType is VectorDataViewType { Dimensions.Length: 3 } v && v.ItemType == NumberDataViewType.Single ? v.Dimensions[0] : null;
+        long[]? vectorShape = featureType is VectorDataViewType { Dimensions.Length: 3 } v && v.ItemType == NumberDataViewType.Single
+            ? v.Dimensions.Select(d => (long)d).ToArray() : null;
+        if (vectorShape is not null && _options.Channels is null && ImageColumn.LooksInterleaved(vectorShape))
+            throw ImageColumn.InterleavedPixels(_options.FeatureColumnName, vectorShape, channels: null);
+        int? vectorChannels = (int?)vectorShape?[0];
         var config = preset with
         {
             ImageHeight = _options.ImageHeight ?? preset.ImageHeight,
@@ -179,7 +184,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         string source = where is null ? "the input" : $"the {where}";
         var column = schema.GetColumnOrNull(labelColumn)
             ?? throw new ArgumentOutOfRangeException(nameof(labelColumn), labelColumn,
-                $"Label column '{labelColumn}' was not found in {source}; the columns are: {string.Join(", ", schema.Select(c => $"'{c.Name}'"))}.");
+                $"Label column '{labelColumn}' was not found in {source}; the columns are: {string.Join(", ", schema.Where(c => !c.IsHidden).Select(c => $"'{c.Name}'"))}.");
         if (column.Type is not KeyDataViewType key)
             throw new ArgumentOutOfRangeException(nameof(labelColumn), column.Type,
                 $"Label column '{labelColumn}' must be a key type (use MapValueToKey), but its type is {column.Type}.");
@@ -206,6 +211,16 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return values.DenseValues().Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "").ToArray();
     }
 
+    private void CheckSameClasses(IReadOnlyList<string> training, IReadOnlyList<string> validation)
+    {
+        if (training.SequenceEqual(validation)) return;
+        static string List(IReadOnlyList<string> names) => string.Join(", ", names.Take(12).Select(n => $"'{n}'")) + (names.Count > 12 ? ", ..." : "");
+        throw new ArgumentOutOfRangeException(nameof(Options.ValidationSet), validation.Count,
+            $"The ValidationSet's label column '{_options.LabelColumnName}' must have the training data's classes in the same key order, " +
+            $"but the training data has {training.Count} ({List(training)}) and the ValidationSet has {validation.Count} ({List(validation)}). " +
+            "Fit one MapValueToKey on the training data and apply it to both.");
+    }
+
     private void CheckTrainingLabels(List<int> labels, IReadOnlyList<string> names)
     {
         if (labels.Count == 0)
@@ -228,7 +243,8 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             Require(!string.IsNullOrWhiteSpace(value), name, "a column name", value);
         Require(o.MaxEpoch >= 1, nameof(o.MaxEpoch), "at least 1", o.MaxEpoch);
         Require(o.BatchSize >= 1, nameof(o.BatchSize), "at least 1", o.BatchSize);
-        Require(o.LearningRate > 0 && double.IsFinite(o.LearningRate), nameof(o.LearningRate), "a positive number", o.LearningRate);
+        // Far below where libtorch's float32 AdamW step would overflow with a native error.
+        Require(o.LearningRate is > 0 and <= 1e30, nameof(o.LearningRate), "a positive number no larger than 1e30", o.LearningRate);
         Require(o.WeightDecay >= 0, nameof(o.WeightDecay), "0 or more", o.WeightDecay);
         Require(o.WarmupEpochs >= 0, nameof(o.WarmupEpochs), "0 or more", o.WarmupEpochs);
         Require(o.LabelSmoothing is >= 0 and < 1, nameof(o.LabelSmoothing), "in [0, 1)", o.LabelSmoothing);

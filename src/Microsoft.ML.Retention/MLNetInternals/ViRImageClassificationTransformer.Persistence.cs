@@ -22,8 +22,10 @@ public sealed partial class ViRImageClassificationTransformer
 
     // 0x00010001: configuration, columns, labels, mode, chunk size, batch size; weights in TorchSharp's format.
     // 0x00010002: adds the patch stem after the configuration.
-    internal const uint FormatVersion = 0x00010002;
+    // 0x00010003: adds the SHA-256 of the weights entry (32 bytes) after the batch size.
+    internal const uint FormatVersion = 0x00010003;
     private const uint FirstVersionWithStem = 0x00010002;
+    private const uint FirstVersionWithChecksum = 0x00010003;
     private const uint OldestReadableVersion = 0x00010001;
 
     private static VersionInfo GetVersionInfo() => new(
@@ -56,7 +58,16 @@ public sealed partial class ViRImageClassificationTransformer
         w.Write((int)RetentionMode);
         w.Write(ChunkSize);
         w.Write(BatchSize);
-        ctx.SaveBinaryStream(WeightsStreamName, writer => Model.save(writer));
+        byte[] checksum = Array.Empty<byte>();
+        ctx.SaveBinaryStream(WeightsStreamName, writer =>
+        {
+            using var hashing = new HashingStream(writer.BaseStream);
+            using var hashed = new BinaryWriter(hashing, System.Text.Encoding.UTF8, leaveOpen: true);
+            Model.save(hashed);
+            hashed.Flush();
+            checksum = hashing.Hash();
+        });
+        w.Write(checksum);
     }
 
     // Called by ML.NET's loader (LoadableClass above) from mlContext.Model.Load.
@@ -83,6 +94,7 @@ public sealed partial class ViRImageClassificationTransformer
         var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
         var mode = (RetentionMode)r.ReadInt32();
         int chunkSize = r.ReadInt32(), batchSize = r.ReadInt32();
+        byte[]? checksum = ctx.Header.ModelVerWritten >= FirstVersionWithChecksum ? r.ReadBytes(32) : null;
         try
         {
             config.Validate();
@@ -95,7 +107,16 @@ public sealed partial class ViRImageClassificationTransformer
         var model = new ViRModel(config);
         try
         {
-            bool found = ctx.TryLoadBinaryStream(WeightsStreamName, reader => model.load(reader, strict: true));
+            bool found = ctx.TryLoadBinaryStream(WeightsStreamName, reader =>
+            {
+                using var hashing = new HashingStream(reader.BaseStream);
+                model.load(new BinaryReader(hashing), strict: true);
+                hashing.ReadToEnd();
+                if (checksum is not null && !hashing.Hash().AsSpan().SequenceEqual(checksum))
+                    throw new InvalidDataException(
+                        $"The ViR weights in this model.zip do not match the checksum saved with them: the '{WeightsStreamName}' entry " +
+                        $"was changed after it was written (SHA-256 {Convert.ToHexString(checksum)} expected, {Convert.ToHexString(hashing.Hash())} found).");
+            });
             if (!found)
                 throw new InvalidDataException($"This model.zip has no '{WeightsStreamName}' entry beside the ViR model: it is incomplete.");
         }

@@ -109,6 +109,7 @@ internal sealed class TrainingLoop
                 _observer.Info($"Restoring the weights of epoch {best.Epoch}, the best by {early!.Metric}.");
                 RestoreWeights(best.Weights);
             }
+            CheckFinite(train, step, history.Count);
         }
         finally
         {
@@ -116,6 +117,25 @@ internal sealed class TrainingLoop
             _model.eval();
         }
         return history;
+    }
+
+    /// <summary>
+    /// The loss is checked before each update; this checks what the last update left, by the model's outputs on the
+    /// first training batch (weights can be finite but so large that they score NaN).
+    /// </summary>
+    private void CheckFinite(IBatchSource train, long steps, int epochs)
+    {
+        _model.eval();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var (images, labels) = train.Batches(_options.BatchSize, shuffle: null).First();
+        using (images)
+        using (labels)
+            if (_model.forward(images.to(_device), _options.TrainingRetentionMode, _options.ChunkSize).isfinite().all().item<bool>())
+                return;
+        throw new InvalidOperationException(
+            $"Training diverged: after the last step ({steps} steps, {epochs} epochs) the model's outputs on the training images are not finite. " +
+            $"Try a lower LearningRate (now {_options.LearningRate:g3}) or a smaller GradientClipNorm.");
     }
 
     /// <summary>Mean loss and accuracy over every image of <paramref name="source"/> (no label smoothing).</summary>

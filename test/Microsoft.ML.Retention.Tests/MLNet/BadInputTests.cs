@@ -154,7 +154,7 @@ public sealed class BadInputTests
 
             // A readable zip whose weights entry lost its tail: our loader names the problem.
             File.WriteAllBytes(path, good);
-            RewriteEntry(path, "ViRWeights", bytes => bytes.AsSpan(0, bytes.Length - 1000).ToArray());
+            ModelZip.RewriteEntry(path, "ViRWeights", bytes => bytes.AsSpan(0, bytes.Length - 1000).ToArray());
             LoadThrows<InvalidDataException>(ml, path, "ViR weights", "damaged or truncated");
 
             File.WriteAllBytes(path, good);
@@ -178,7 +178,7 @@ public sealed class BadInputTests
         {
             ml.Model.Save(model, data.Schema, path);
             // The model header holds the 8-byte model signature, then the written and readable format versions.
-            RewriteEntry(path, "Model.key", bytes =>
+            ModelZip.RewriteEntry(path, "Model.key", bytes =>
             {
                 int at = bytes.AsSpan().IndexOf("VIRIMGCL"u8);
                 Assert.IsTrue(at > 0, "signature not found in Model.key");
@@ -192,23 +192,6 @@ public sealed class BadInputTests
         {
             File.Delete(path);
         }
-    }
-
-    private static void RewriteEntry(string zipPath, string entryName, Func<byte[], byte[]> change)
-    {
-        using var zip = ZipFile.Open(zipPath, ZipArchiveMode.Update);
-        var entry = zip.Entries.Single(e => e.Name == entryName);
-        string fullName = entry.FullName;
-        byte[] bytes;
-        using (var stream = entry.Open())
-        using (var memory = new MemoryStream())
-        {
-            stream.CopyTo(memory);
-            bytes = memory.ToArray();
-        }
-        entry.Delete();
-        using var rewritten = zip.CreateEntry(fullName).Open();
-        rewritten.Write(change(bytes));
     }
 
     private sealed class PixelRow
