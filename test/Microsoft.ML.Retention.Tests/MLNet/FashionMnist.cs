@@ -13,6 +13,12 @@ internal static class FashionMnist
         public string Label { get; set; } = "";
     }
 
+    /// <summary>The Score column of a prediction.</summary>
+    public sealed class ScoreRow
+    {
+        public float[] Score { get; set; } = [];
+    }
+
     public sealed class BytesRow
     {
         public byte[] Image { get; set; } = Array.Empty<byte>();

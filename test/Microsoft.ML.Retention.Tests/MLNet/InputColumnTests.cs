@@ -37,7 +37,7 @@ public sealed class InputColumnTests
         using var model = TinyFit.Fit(ml, data);
         AssertScores(ml, model.Transform(data), 40);
 
-        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.BytesRow, ScoreOnly>(model);
+        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.BytesRow, FashionMnist.ScoreRow>(model);
         Assert.AreEqual(1.0, engine.Predict(rows.First()).Score.Sum(), 1e-4);
     }
 
@@ -92,10 +92,5 @@ public sealed class InputColumnTests
         var predicted = scored.GetColumn<uint>("PredictedLabel").ToArray();
         Assert.IsTrue(predicted.All(k => k is >= 1 and <= 10));
         for (int i = 0; i < rows; i++) Assert.AreEqual(Array.IndexOf(scores[i], scores[i].Max()) + 1, (int)predicted[i]);
-    }
-
-    private sealed class ScoreOnly
-    {
-        public float[] Score { get; set; } = Array.Empty<float>();
     }
 }

@@ -22,7 +22,7 @@ public sealed class ServingTests
 
     private static float[][] SingleThreadScores(MLContext ml, ITransformer model)
     {
-        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
         return Rows.Select(r => engine.Predict(r).Score).ToArray();
     }
 
@@ -40,7 +40,7 @@ public sealed class ServingTests
         {
             for (int e = 0; e < enginesPerThread; e++)
             {
-                using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+                using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
                 for (int i = (thread + e) % Rows.Count, n = 0; n < Rows.Count; n++, i = (i + 1) % Rows.Count)
                 {
                     var score = engine.Predict(Rows[i]).Score;
@@ -62,7 +62,7 @@ public sealed class ServingTests
         var model = TrainedChain(ml);
         var expected = SingleThreadScores(ml, model);
         // ML.NET's default: every engine owns the model, so the first one disposed disposes it for all.
-        var engines = Enumerable.Range(0, 4).Select(_ => ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model)).ToArray();
+        var engines = Enumerable.Range(0, 4).Select(_ => ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model)).ToArray();
         var outcomes = new System.Collections.Concurrent.ConcurrentBag<string>();
 
         Parallel.For(0, engines.Length, new ParallelOptions { MaxDegreeOfParallelism = engines.Length }, thread =>
@@ -85,7 +85,7 @@ public sealed class ServingTests
 
         CollectionAssert.IsSubsetOf(outcomes.Distinct().ToList(), new[] { "right scores", "disposed" }, string.Join("; ", outcomes.Distinct()));
         Assert.Contains("disposed", outcomes);
-        var late = Assert.ThrowsExactly<ObjectDisposedException>(() => ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model));
+        var late = Assert.ThrowsExactly<ObjectDisposedException>(() => ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model));
         StringAssert.Contains(late.Message, "OwnsTransformer = false");
         foreach (var engine in engines) engine.Dispose();
     }
@@ -112,17 +112,12 @@ public sealed class ServingTests
     {
         var ml = new MLContext(seed: 1);
         var model = TrainedChain(ml);
-        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
         var scored = model.Transform(ml.Data.LoadFromEnumerable(Rows));
         engine.Predict(Rows[0]);
         ((IDisposable)model).Dispose();
 
         Assert.ThrowsExactly<ObjectDisposedException>(() => engine.Predict(Rows[1]));
         Assert.ThrowsExactly<ObjectDisposedException>(() => scored.GetColumn<float[]>("Score").ToList());
-    }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = [];
     }
 }

@@ -45,7 +45,7 @@ public sealed class SilentFailureTests
         using var model = TinyFit.Fit(ml, Keyed(ml, clean), featureColumn: "Pixels");
         var batch = Assert.ThrowsExactly<InvalidDataException>(() => model.Transform(Keyed(ml, dirty)).GetColumn<float[]>("Score").ToList());
         StringAssert.Contains(batch.Message, $"Column 'Pixels', row {BadRow}");
-        using var engine = ml.Model.CreatePredictionEngine<PixelRow, ScoreRow>(model);
+        using var engine = ml.Model.CreatePredictionEngine<PixelRow, FashionMnist.ScoreRow>(model);
         Assert.IsTrue(engine.Predict(clean[0]).Score.All(float.IsFinite));
         var single = Assert.ThrowsExactly<InvalidDataException>(() => engine.Predict(dirty[BadRow]));
         StringAssert.Contains(single.Message, $"pixel value 100 is {bad}");
@@ -140,10 +140,5 @@ public sealed class SilentFailureTests
         [VectorType(1, 28, 28)]
         public float[] Pixels { get; set; } = [];
         public string Label { get; set; } = "";
-    }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = [];
     }
 }

@@ -88,15 +88,10 @@ public sealed class UnreadableImageTests
         var batch = Assert.ThrowsExactly<InvalidDataException>(() => model.Transform(ml.Data.LoadFromEnumerable(rows)).GetColumn<float[]>("Score").ToList());
         StringAssert.Contains(batch.Message, $"Column 'Image', row {BadRow} (ImagePath: '{badFile}')");
 
-        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, ScoreRow>(model);
+        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model);
         Assert.AreEqual(10, engine.Predict(rows[0]).Score.Length);
         var single = Assert.ThrowsExactly<InvalidDataException>(() => engine.Predict(rows[BadRow]));
         StringAssert.Contains(single.Message, $"(ImagePath: '{badFile}')");
         Assert.AreEqual(10, engine.Predict(rows[1]).Score.Length, "the engine keeps working after a bad row");
-    }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = [];
     }
 }
