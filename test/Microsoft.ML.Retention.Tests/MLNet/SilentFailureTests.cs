@@ -113,6 +113,16 @@ public sealed class SilentFailureTests
     }
 
     [TestMethod]
+    public void AKeyBeyondTheKeyTypesCountIsNamedAndNeverReachesLibtorch()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = PixelRows(ml).Select((r, i) => new KeyedPixelRow { Pixels = r.Pixels, Label = (uint)(i % 10 + 1) }).ToList();
+        rows[BadRow].Label = 11; // ML.NET reads a key beyond its type's count as missing (0)
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => TinyFit.Fit(ml, ml.Data.LoadFromEnumerable(rows), featureColumn: "Pixels"));
+        StringAssert.Contains(e.Message, $"Column 'Label', row {BadRow}: the label is missing (key value 0)");
+    }
+
+    [TestMethod]
     public void OptionsChangedAfterTheTrainerWasMadeAreCheckedAtFit()
     {
         var ml = new MLContext(seed: 1);
@@ -133,6 +143,14 @@ public sealed class SilentFailureTests
         var label = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TinyFit.Fit(ml, data, o => o.LabelColumnName = "Class"));
         foreach (var e in new[] { image, label })
             Assert.AreEqual(1, e.Message.Split("'Label'").Length - 1, e.Message);
+    }
+
+    private sealed class KeyedPixelRow
+    {
+        [VectorType(1, 28, 28)]
+        public float[] Pixels { get; set; } = [];
+        [KeyType(10)]
+        public uint Label { get; set; }
     }
 
     private sealed class PixelRow
