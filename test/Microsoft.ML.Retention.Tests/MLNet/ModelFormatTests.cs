@@ -14,6 +14,7 @@ public sealed class ModelFormatTests
     /// scores it gave then, on the first two training images of each class (TinyFit.Images(ml, 2)).
     /// </summary>
     [TestMethod]
+    [DataRow("00010001")]
     [DataRow("00010002")]
     public void ModelsOfEarlierFormatsLoadAndScoreAsBefore(string format)
     {
