@@ -1,6 +1,7 @@
 using Microsoft.ML.Retention;
 using Retention.Plots;
 using static TorchSharp.torch;
+using Microsoft.ML.Retention.Models;
 
 namespace Retention.Benchmarks;
 

@@ -1,4 +1,6 @@
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Retention.Benchmarks;
 
@@ -19,7 +21,7 @@ public sealed record BenchmarkSettings
     public int MaxQuadraticResolution { get; init; } = 1024;
     public int MaxViTResolutionAtBatch1 { get; init; } = 2048;
     public int[] ModelBatches { get; init; } = { 1, 8 };
-    public int ModelChunkSize { get; init; } = Microsoft.ML.Retention.ChunkSizes.Auto;
+    public int ModelChunkSize { get; init; } = Microsoft.ML.Retention.RetentionMath.ChunkSizes.Auto;
     public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
     {
         ("ViR-Mini 28²", ViRConfig.Mini, 64),

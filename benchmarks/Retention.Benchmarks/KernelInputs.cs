@@ -1,5 +1,6 @@
 using Microsoft.ML.Retention;
 using static TorchSharp.torch;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Retention.Benchmarks;
 

@@ -1,6 +1,8 @@
 using Microsoft.ML.Retention;
 using Retention.Plots;
 using static TorchSharp.torch;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Retention.Benchmarks;
 
@@ -46,7 +48,7 @@ public static class ModelSuite
             {
                 if (mode == RetentionMode.Parallel && !quadraticFits) continue;
                 if (mode == RetentionMode.Recurrent && tokens > settings.MaxRecurrentLength) continue;
-                var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, mode, chunk); }, budgetSeconds: settings.BudgetSeconds);
+                var m = Harness.Run(() => { using var s = NewDisposeScope(); vir.forward(images, new RetentionSettings(mode, chunk)); }, budgetSeconds: settings.BudgetSeconds);
                 double rate = batch / (m.MedianMs / 1000);
                 Record(size, tokens, batch, $"ViR {mode.ToString().ToLowerInvariant()}", m, rate, rate / vitRate,
                     mode == RetentionMode.Chunkwise ? $" C={ChunkSizes.Resolve(chunk, tokens)}" : null);

@@ -1,5 +1,9 @@
 using System.CommandLine;
+using Microsoft.ML.Retention.Native;
 using Retention.Benchmarks;
+
+// Benchmarks measure with the allocator tuning on, as the sample trains (docs/platform.md).
+GlibcAllocatorTuning.Apply();
 
 var suite = new Option<string[]>("--suite") { Description = "kernel, model, training, mlnet, chunk or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };

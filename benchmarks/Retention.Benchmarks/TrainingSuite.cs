@@ -1,6 +1,8 @@
 using Microsoft.ML.Retention;
 using TorchSharp;
 using static TorchSharp.torch;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Retention.Benchmarks;
 
@@ -35,38 +37,16 @@ public static class TrainingSuite
             {
                 using var s = NewDisposeScope();
                 optimizer.zero_grad();
-                nn.functional.cross_entropy(model.forward(images, mode, 32), labels).backward();
+                nn.functional.cross_entropy(model.forward(images, new RetentionSettings(mode, 32)), labels).backward();
                 optimizer.step();
             }, budgetSeconds: settings.BudgetSeconds);
             double rate = batch / (t.MedianMs / 1000);
-            double gflops = rate * TrainingFlopsPerImage(config) / 1e9;
+            double gflops = rate * 3 * model.ForwardFlopsPerImage() / 1e9; // backward costs about twice the forward
             table.Add(name, batch, mode == RetentionMode.Chunkwise ? "chunkwise C=32" : "parallel", rate, gflops, $"{gflops / matmulGflops:P0}");
             images.Dispose();
             labels.Dispose();
         }
         table.Notes.Add("FLOPs count the matmuls and convolutions (the convolutional stem included) of forward and backward (3× the forward), parallel-form retention included; elementwise work is not counted.");
         return table;
-    }
-
-    /// <summary>Forward matmul FLOPs of one image × 3 (forward + backward).</summary>
-    public static double TrainingFlopsPerImage(ViRConfig c)
-    {
-        double n = c.PatchCount + 1, d = c.Dim, hidden = c.Dim * c.MlpRatio;
-        double patchEmbed = c.Stem == PatchStem.Patchify ? 2.0 * c.PatchCount * c.Channels * c.PatchSize * c.PatchSize * d : ConvolutionalStemFlops(c);
-        double perBlock = 2 * n * d * (3 * d) + 2 * n * d * d + 2 * n * d * hidden * 2 // qkv, proj, MLP
-                        + 2 * 2 * n * n * d;                                              // Q·Kᵀ and scores·V
-        return 3 * (patchEmbed + c.Depth * perBlock + 2 * d * c.NumClasses);
-    }
-
-    private static double ConvolutionalStemFlops(ViRConfig c)
-    {
-        double flops = 0, inChannels = c.Channels, pixels = (double)c.ImageHeight * c.ImageWidth;
-        foreach (int outChannels in PatchEmbedding.ConvolutionalStemWidths(c.Dim, c.PatchSize))
-        {
-            pixels /= 4; // each stage halves both sides
-            flops += 2 * pixels * inChannels * outChannels * 9;
-            inChannels = outChannels;
-        }
-        return flops + 2 * pixels * inChannels * c.Dim; // the 1×1 projection
     }
 }

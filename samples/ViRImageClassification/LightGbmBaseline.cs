@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Microsoft.ML;
-using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Transforms.Image;
 using Spectre.Console;
 

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.RetentionMath;
 using ViRImageClassification.Consume;
 using Spectre.Console;
 

@@ -1,11 +1,18 @@
 using System.CommandLine;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.Native;
+using Microsoft.ML.Retention.RetentionMath;
 using Spectre.Console;
 using ViRImageClassification;
 
+// This app trains and scores large tensors, and keeps the allocator's memory for reuse (docs/platform.md).
+GlibcAllocatorTuning.Apply();
+
 // Train (the default command) or predict, with System.CommandLine; see --help.
 var data = new Option<string>("--data") { Description = "ImageNet-style folder: <label>/<image>, optionally with train/ and val/ (or test/) subfolders. Default: the embedded Fashion-MNIST subset.", DefaultValueFactory = _ => TrainSettings.DefaultData };
-var arch = new Option<ViRArchitecture>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => ViRArchitecture.Mini };
+var arch = new Option<string>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => nameof(ViRConfig.Mini) };
+arch.AcceptOnlyFromAmong(ViRConfig.Presets.Keys.ToArray());
 var imageSize = new Option<int?>("--image-size") { Description = "Resolution the model runs at (images are resized). Default: the architecture's." };
 var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 12 };
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
@@ -28,7 +35,7 @@ root.SetAction(parsed =>
     TrainCommand.Run(new TrainSettings
     {
         Data = parsed.GetValue(data)!,
-        Architecture = parsed.GetValue(arch),
+        Architecture = parsed.GetValue(arch)!,
         ImageSize = parsed.GetValue(imageSize),
         Stem = parsed.GetValue(stem),
         LearningRate = parsed.GetValue(learningRate),

@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
 using Retention.Plots;
 using Panel = Retention.Plots.Panel;
 using Spectre.Console;
@@ -31,19 +33,15 @@ public static class TrainCommand
         var options = new ViRImageClassificationTrainer.Options
         {
             FeatureColumnName = "ImageSource",
-            Architecture = settings.Architecture,
-            ImageWidth = settings.ImageSize,
-            ImageHeight = settings.ImageSize,
-            Stem = settings.Stem,
+            Architecture = settings.Model(),
             LearningRate = settings.LearningRate,
             MaxEpoch = settings.Epochs,
             BatchSize = settings.BatchSize,
             // Training runs in parallel form (fastest for short sequences; all forms give the same result);
             // --mode picks the form the saved model predicts in.
-            TrainingRetentionMode = RetentionMode.Parallel,
-            PredictionRetentionMode = settings.Mode,
+            TrainingRetention = new RetentionSettings(RetentionMode.Parallel),
+            PredictionRetention = new RetentionSettings(settings.Mode, settings.ChunkSize),
             Augment = settings.Augment,
-            ChunkSize = settings.ChunkSize,
             Device = settings.Device,
             ValidationSet = evaluation,
             MetricsCallback = epochs.Add,

@@ -1,4 +1,7 @@
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
 
 namespace ViRImageClassification;
 
@@ -9,9 +12,22 @@ public sealed record TrainSettings
     public static string DefaultData => Path.Combine(AppContext.BaseDirectory, "data", "fashion-mnist");
 
     public string Data { get; init; } = DefaultData;
-    public ViRArchitecture Architecture { get; init; } = ViRArchitecture.Mini;
+    /// <summary>A preset name of <see cref="ViRConfig.Presets"/>.</summary>
+    public string Architecture { get; init; } = nameof(ViRConfig.Mini);
     public int? ImageSize { get; init; }
     public PatchStem? Stem { get; init; }
+
+    /// <summary>The preset with the resolution and stem asked for.</summary>
+    public ViRConfig Model()
+    {
+        var preset = ViRConfig.Presets[Architecture];
+        return preset with
+        {
+            ImageHeight = ImageSize ?? preset.ImageHeight,
+            ImageWidth = ImageSize ?? preset.ImageWidth,
+            Stem = Stem ?? preset.Stem,
+        };
+    }
     public double LearningRate { get; init; } = 1e-3;
     public int Epochs { get; init; } = 12;
     public int BatchSize { get; init; } = 64;

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Transforms.Image;
 using static TorchSharp.torch;
 

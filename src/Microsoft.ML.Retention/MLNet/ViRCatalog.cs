@@ -1,4 +1,5 @@
 using Microsoft.ML.Retention.MLNetInternals;
+using Microsoft.ML.Retention.Models;
 
 namespace Microsoft.ML.Retention;
 
@@ -14,7 +15,7 @@ public static class ViRCatalog
     /// <param name="featureColumnName">The image column.</param>
     /// <param name="scoreColumnName">Output column of class probabilities.</param>
     /// <param name="predictedLabelColumnName">Output column of the predicted class key.</param>
-    /// <param name="architecture">The size preset.</param>
+    /// <param name="architecture">The model's shape: a preset such as <see cref="ViRConfig.Tiny"/> (the default), changed with <c>with</c>.</param>
     /// <param name="maxEpoch">Passes over the training data.</param>
     /// <param name="batchSize">Images per step.</param>
     /// <param name="validationSet">Data scored after every epoch, or null.</param>
@@ -24,7 +25,7 @@ public static class ViRCatalog
         string featureColumnName = "Features",
         string scoreColumnName = "Score",
         string predictedLabelColumnName = "PredictedLabel",
-        ViRArchitecture architecture = ViRArchitecture.Tiny,
+        ViRConfig? architecture = null,
         int maxEpoch = 10,
         int batchSize = 32,
         IDataView? validationSet = null) =>
@@ -34,7 +35,7 @@ public static class ViRCatalog
             FeatureColumnName = featureColumnName,
             ScoreColumnName = scoreColumnName,
             PredictedLabelColumnName = predictedLabelColumnName,
-            Architecture = architecture,
+            Architecture = architecture ?? ViRConfig.Tiny,
             MaxEpoch = maxEpoch,
             BatchSize = batchSize,
             ValidationSet = validationSet,

@@ -1,3 +1,7 @@
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
+
 namespace Microsoft.ML.Retention;
 
 public sealed partial class ViRImageClassificationTrainer
@@ -24,50 +28,12 @@ public sealed partial class ViRImageClassificationTrainer
 
         // ---- Model ----
 
-        /// <summary>The size preset; the overrides below replace single fields of it.</summary>
-        public ViRArchitecture Architecture = ViRArchitecture.Tiny;
-
-        /// <summary>Width in pixels the model runs at (images are resized); default: the preset's.</summary>
-        public int? ImageWidth;
-
-        /// <summary>Height in pixels the model runs at (images are resized); default: the preset's.</summary>
-        public int? ImageHeight;
-
         /// <summary>
-        /// Model input channels: 1 (grayscale), 3 (RGB) or 4 (RGBA); default: the preset's, or the first dimension of a
-        /// [C, H, W] pixel vector. An interleaved [H, W, C] vector is refused unless this is set to its first dimension.
+        /// The model's shape: a preset, with any field changed by <c>with</c>, e.g. <c>ViRConfig.Mini with { Dim = 128 }</c>.
+        /// Images are resized to its resolution. The label's key count sets <see cref="ViRConfig.NumClasses"/>, and a
+        /// [C, H, W] pixel-vector column sets <see cref="ViRConfig.Channels"/>.
         /// </summary>
-        public int? Channels;
-
-        /// <summary>Override of <see cref="ViRConfig.PatchSize"/>.</summary>
-        public int? PatchSize;
-
-        /// <summary>Override of <see cref="ViRConfig.Stem"/>.</summary>
-        public PatchStem? Stem;
-
-        /// <summary>Override of <see cref="ViRConfig.Dim"/>.</summary>
-        public int? Dim;
-
-        /// <summary>Override of <see cref="ViRConfig.Depth"/>.</summary>
-        public int? Depth;
-
-        /// <summary>Override of <see cref="ViRConfig.Heads"/>.</summary>
-        public int? Heads;
-
-        /// <summary>Override of <see cref="ViRConfig.MlpRatio"/>.</summary>
-        public double? MlpRatio;
-
-        /// <summary>Override of <see cref="ViRConfig.Dropout"/>.</summary>
-        public double? Dropout;
-
-        /// <summary>Override of <see cref="ViRConfig.DropPath"/>.</summary>
-        public double? DropPath;
-
-        /// <summary>Override of <see cref="ViRConfig.LayerScaleInit"/> (0 turns LayerScale off).</summary>
-        public double? LayerScaleInit;
-
-        /// <summary>Override of <see cref="ViRConfig.DecaySchedule"/>.</summary>
-        public DecaySchedule? DecaySchedule;
+        public ViRConfig Architecture = ViRConfig.Tiny;
 
         // ---- Optimisation ----
 
@@ -115,16 +81,10 @@ public sealed partial class ViRImageClassificationTrainer
         // ---- Retention ----
 
         /// <summary>How retention is computed in training: Parallel or Chunkwise (their gradients agree).</summary>
-        public RetentionMode TrainingRetentionMode = RetentionMode.Parallel;
+        public RetentionSettings TrainingRetention = new(RetentionMode.Parallel);
 
-        /// <summary>
-        /// Chunk size for chunkwise retention, in training and for the trained transformer;
-        /// <see cref="ChunkSizes.Auto"/> (the default) picks it from the token count.
-        /// </summary>
-        public int ChunkSize = ChunkSizes.Auto;
-
-        /// <summary>The mode the trained transformer predicts in (change it later with WithRetentionMode).</summary>
-        public RetentionMode PredictionRetentionMode = RetentionMode.Parallel;
+        /// <summary>How the trained transformer computes retention when it predicts (change it later with WithRetentionMode).</summary>
+        public RetentionSettings PredictionRetention = new(RetentionMode.Parallel);
 
         // ---- Validation ----
 

@@ -1,5 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.MLNetInternals;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
 using Microsoft.ML.Runtime;
 using Microsoft.ML.Transforms.Image;
@@ -73,14 +75,14 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         manual_seed(seed);
         var model = new ViRModel(config);
         model.to(device);
-        channel.Info($"Training ViR ({_options.Architecture}: dim {config.Dim}, depth {config.Depth}, heads {config.Heads}, " +
+        channel.Info($"Training ViR (dim {config.Dim}, depth {config.Depth}, heads {config.Heads}, " +
             $"{config.ImageHeight}×{config.ImageWidth}×{config.Channels}, {config.NumClasses} classes) on {train.Count} images, device {device.type}.");
 
         try
         {
             using var progress = _host.StartProgressChannel("Training ViR");
             var observer = new ChannelTrainingObserver(_host, channel, progress, _options);
-            new TrainingLoop(model, _options, device, seed, observer).Run(train, validation);
+            new TrainingLoop(model, TrainingSettings(seed), device, observer).Run(train, validation);
             if (trainData.SkippedRows > 0) channel.Warning($"{trainData.SkippedRows} training rows were skipped because their image could not be read.");
         }
         catch
@@ -95,8 +97,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         }
 
         var columns = new ViRColumns(_options.FeatureColumnName, _options.ScoreColumnName, _options.PredictedLabelColumnName, _options.EmbeddingColumnName);
-        return new ViRImageClassificationTransformer(_host, model, labelNames, columns,
-            _options.PredictionRetentionMode, _options.ChunkSize, _options.BatchSize);
+        return new ViRImageClassificationTransformer(_host, model, labelNames, columns, _options.PredictionRetention, _options.BatchSize);
     }
 
     /// <summary>The schema after the transformer: the input plus Score, PredictedLabel and the optional embedding.</summary>
@@ -122,7 +123,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         outputs[score.Name] = score;
         outputs[predicted.Name] = predicted;
         if (_options.EmbeddingColumnName is { } embedding)
-            outputs[embedding] = new SchemaShape.Column(embedding, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+            outputs[embedding] = ScoreColumnAnnotations.EmbeddingShape(embedding);
         return new SchemaShape(outputs.Values);
     }
 
@@ -139,44 +140,38 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return new StreamingImageSet(data, rows, ShuffleBufferImages);
     }
 
+    /// <summary>The options' architecture with the class count of the label and the channel count of a pixel-vector input.</summary>
     private ViRConfig ModelConfig(DataViewSchema schema, int classCount)
     {
-        var preset = _options.Architecture switch
+        var config = _options.Architecture with { NumClasses = classCount };
+        if (schema.GetColumnOrNull(_options.FeatureColumnName)?.Type is VectorDataViewType { Dimensions.Length: 3 } v && v.ItemType == NumberDataViewType.Single)
         {
-            ViRArchitecture.Mini => ViRConfig.Mini,
-            ViRArchitecture.Tiny => ViRConfig.Tiny,
-            ViRArchitecture.Small => ViRConfig.Small,
-            ViRArchitecture.Base => ViRConfig.Base,
-            ViRArchitecture.Large => ViRConfig.Large,
-            _ => throw new ArgumentOutOfRangeException(nameof(Options.Architecture), _options.Architecture, "Unknown architecture."),
-        };
-        // A pixel-vector input fixes the channel count (and, with three dimensions, the resolution).
-        var featureType = schema.GetColumnOrNull(_options.FeatureColumnName)?.Type;
-        long[]? vectorShape = featureType is VectorDataViewType { Dimensions.Length: 3 } v && v.ItemType == NumberDataViewType.Single
-            ? v.Dimensions.Select(d => (long)d).ToArray() : null;
-        if (vectorShape is not null && _options.Channels is null && ImageColumn.LooksInterleaved(vectorShape))
-            throw ImageColumn.InterleavedPixels(_options.FeatureColumnName, vectorShape, channels: null);
-        int? vectorChannels = (int?)vectorShape?[0];
-        var config = preset with
-        {
-            ImageHeight = _options.ImageHeight ?? preset.ImageHeight,
-            ImageWidth = _options.ImageWidth ?? preset.ImageWidth,
-            Channels = _options.Channels ?? vectorChannels ?? preset.Channels,
-            PatchSize = _options.PatchSize ?? preset.PatchSize,
-            Stem = _options.Stem ?? preset.Stem,
-            Dim = _options.Dim ?? preset.Dim,
-            Depth = _options.Depth ?? preset.Depth,
-            Heads = _options.Heads ?? preset.Heads,
-            MlpRatio = _options.MlpRatio ?? preset.MlpRatio,
-            Dropout = _options.Dropout ?? preset.Dropout,
-            DropPath = _options.DropPath ?? preset.DropPath,
-            LayerScaleInit = _options.LayerScaleInit ?? preset.LayerScaleInit,
-            DecaySchedule = _options.DecaySchedule ?? preset.DecaySchedule,
-            NumClasses = classCount,
-        };
+            long[] shape = v.Dimensions.Select(d => (long)d).ToArray();
+            if (shape[0] != config.Channels && ImageColumn.LooksInterleaved(shape))
+                throw ImageColumn.InterleavedPixels(_options.FeatureColumnName, shape, channels: null);
+            config = config with { Channels = (int)shape[0] };
+        }
         config.Validate();
         return config;
     }
+
+    private TrainingSettings TrainingSettings(int seed) => new()
+    {
+        MaxEpoch = _options.MaxEpoch,
+        BatchSize = _options.BatchSize,
+        LearningRate = _options.LearningRate,
+        WeightDecay = _options.WeightDecay,
+        WarmupEpochs = _options.WarmupEpochs,
+        LabelSmoothing = _options.LabelSmoothing,
+        GradientClipNorm = _options.GradientClipNorm,
+        Retention = _options.TrainingRetention,
+        Seed = seed,
+        Augment = _options.Augment,
+        MinCropScale = _options.MinCropScale,
+        MaxTranslation = _options.MaxTranslation,
+        HorizontalFlip = _options.HorizontalFlip,
+        EarlyStopping = _options.EarlyStopping,
+    };
 
     /// <summary>The label's class names, from its key values; throws unless it is a key column of two or more classes.</summary>
     internal static IReadOnlyList<string> LabelNames(DataViewSchema schema, string labelColumn, string? where = null)
@@ -251,9 +246,8 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.GradientClipNorm >= 0, nameof(o.GradientClipNorm), "0 (off) or more", o.GradientClipNorm);
         Require(o.MinCropScale is > 0 and <= 1, nameof(o.MinCropScale), "in (0, 1]", o.MinCropScale);
         Require(o.MaxTranslation is >= 0 and < 0.5, nameof(o.MaxTranslation), "in [0, 0.5)", o.MaxTranslation);
-        Require(o.TrainingRetentionMode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetentionMode), "Parallel or Chunkwise", o.TrainingRetentionMode);
-        Require(Enum.IsDefined(o.PredictionRetentionMode), nameof(o.PredictionRetentionMode), "a defined mode", o.PredictionRetentionMode);
-        Require(o.ChunkSize >= 0, nameof(o.ChunkSize), "ChunkSizes.Auto (0) or at least 1", o.ChunkSize);
+        Require(o.Architecture is not null, nameof(o.Architecture), "a ViRConfig (a preset such as ViRConfig.Tiny)", o.Architecture);
+        Require(o.TrainingRetention.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetention), "Parallel or Chunkwise", o.TrainingRetention);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);

@@ -1,5 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.MLNetInternals;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Runtime;
 using static TorchSharp.torch;
 
@@ -21,30 +23,25 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     private int _disposed;
 
     internal ViRImageClassificationTransformer(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames, ViRColumns columns,
-        RetentionMode mode, int chunkSize, int batchSize)
-        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, mode, chunkSize, batchSize)
+        RetentionSettings retention, int batchSize)
+        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, retention, batchSize)
     {
     }
 
     private ViRImageClassificationTransformer(IHostEnvironment env, SharedModel shared, IReadOnlyList<string> labelNames, ViRColumns columns,
-        RetentionMode mode, int chunkSize, int batchSize)
+        RetentionSettings retention, int batchSize)
     {
-        CheckRetentionSettings(mode, chunkSize);
         _host = env.Register(nameof(ViRImageClassificationTransformer));
         _shared = shared;
         LabelNames = labelNames;
         Columns = columns;
-        RetentionMode = mode;
-        ChunkSize = chunkSize;
+        Retention = retention;
         BatchSize = batchSize;
         shared.Model.eval();
     }
 
-    /// <summary>The form retention is computed in when scoring.</summary>
-    public RetentionMode RetentionMode { get; }
-
-    /// <summary>The chunk size used in <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> picks it from the token count.</summary>
-    public int ChunkSize { get; }
+    /// <summary>How retention is computed when scoring.</summary>
+    public RetentionSettings Retention { get; }
 
     /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
     public int BatchSize { get; }
@@ -60,16 +57,20 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     internal ViRColumns Columns { get; }
 
-    /// <summary>The TorchSharp model behind the transformer (shared with mode-switched copies; disposed with the last of them).</summary>
-    public ViRModel Model => _shared.Model;
+    /// <summary>The weights, shared with <see cref="WithRetentionMode"/> copies; use only while this transformer is alive.</summary>
+    internal ViRModel Model => _shared.Model;
 
-    /// <summary>A transformer that shares these weights and predicts with retention in <paramref name="mode"/>.</summary>
+    /// <summary>
+    /// A transformer that shares these weights and predicts with retention in <paramref name="mode"/> (chunk size:
+    /// <paramref name="chunkSize"/>, or this transformer's). Dispose it when done; the weights live until every
+    /// transformer sharing them is disposed.
+    /// </summary>
     public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)
     {
         ThrowIfDisposed();
-        CheckRetentionSettings(mode, chunkSize ?? ChunkSize);
+        var retention = new RetentionSettings(mode, chunkSize ?? Retention.ChunkSize);
         if (!_shared.TryAddOwner()) throw DisposedError();
-        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, mode, chunkSize ?? ChunkSize, BatchSize);
+        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, retention, BatchSize);
     }
 
     /// <inheritdoc/>
@@ -123,12 +124,6 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             "disposes its model when the engine is disposed. To use one model from several engines (one per thread or request), " +
             "create them with new PredictionEngineOptions { OwnsTransformer = false } and dispose the model when the app is done with it.");
 
-    private static void CheckRetentionSettings(RetentionMode mode, int chunkSize)
-    {
-        if (!Enum.IsDefined(mode)) throw new ArgumentOutOfRangeException(nameof(mode), mode, $"mode must be Parallel, Recurrent or Chunkwise, but it is {mode}.");
-        if (chunkSize < 0) throw new ArgumentOutOfRangeException(nameof(chunkSize), chunkSize, $"chunkSize must be ChunkSizes.Auto (0) or at least 1, but it is {chunkSize}.");
-    }
-
     /// <summary>Score, PredictedLabel and the optional embedding, in that order.</summary>
     internal IEnumerable<DataViewSchema.DetachedColumn> OutputColumns(DataViewSchema inputSchema)
     {
@@ -155,7 +150,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var batch = images.to(Device);
-        var embedding = Model.Embed(batch, RetentionMode, ChunkSize);
+        var embedding = Model.Embed(batch, Retention);
         var probabilities = nn.functional.softmax(Model.Classify(embedding), 1).cpu();
         var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
         return new ScoredBatch((int)images.shape[0], LabelNames.Count, probabilities.data<float>().ToArray(),

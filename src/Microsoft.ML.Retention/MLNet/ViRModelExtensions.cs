@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Microsoft.ML.Retention;
 

@@ -42,6 +42,10 @@ internal static class ScoreColumnAnnotations
         return (score, predicted);
     }
 
+    /// <summary>The embedding column an estimator promises: a float vector.</summary>
+    public static SchemaShape.Column EmbeddingShape(string name) =>
+        new(name, SchemaShape.Column.VectorKind.Vector, NumberDataViewType.Single, false);
+
     private static VectorDataViewType LabelNamesType(int count) => new(TextDataViewType.Instance, count);
 
     private static ValueGetter<VBuffer<ReadOnlyMemory<char>>> LabelNamesGetter(IReadOnlyList<string> labelNames) =>

@@ -1,6 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,23 +12,25 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
 
-/// <summary>
-/// Saving into and loading from model.zip through ML.NET's (internal) model repository.
-/// The entry holds the configuration, column names, label names and retention settings; the
-/// weights go into a binary stream beside it.
-/// </summary>
+/// <summary>Saving into and loading from model.zip through ML.NET's (internal) model repository.</summary>
 public sealed partial class ViRImageClassificationTransformer
 {
     internal const string LoaderSignature = "ViRImageClassifier";
     internal const string WeightsStreamName = "ViRWeights";
 
-    // 0x00010001: configuration, columns, labels, mode, chunk size, batch size; weights in TorchSharp's format.
-    // 0x00010002: adds the patch stem after the configuration.
-    // 0x00010003: adds the SHA-256 of the weights entry (32 bytes) after the batch size.
+    // The model entry, format 0x00010003, in order:
+    //   config       string: ViRConfig.ToJson(), its fields by name (a field the JSON lacks gets its default)
+    //   columns      strings: features, score, predicted label, embedding (or null)
+    //   labels       int32 count, then that many strings
+    //   retention    int32 mode, int32 chunk size
+    //   batch size   int32
+    //   checksum     32 bytes: SHA-256 of the ViRWeights entry
+    // The ViRWeights entry beside it holds the weights in TorchSharp's format.
+    // Earlier formats, still read: 0x00010001 stored the config as 13 positional numbers and no checksum;
+    // 0x00010002 added the patch stem after them.
     internal const uint FormatVersion = 0x00010003;
-    private const uint FirstVersionWithStem = 0x00010002;
-    private const uint FirstVersionWithChecksum = 0x00010003;
     private const uint OldestReadableVersion = 0x00010001;
+    private const uint FirstVersionWithStem = 0x00010002;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "VIRIMGCL",
@@ -43,20 +47,15 @@ public sealed partial class ViRImageClassificationTransformer
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var w = ctx.Writer;
-        var c = Config;
-        foreach (int value in new[] { c.ImageHeight, c.ImageWidth, c.Channels, c.PatchSize, c.Dim, c.Depth, c.Heads, (int)c.DecaySchedule, c.NumClasses })
-            w.Write(value);
-        foreach (double value in new[] { c.MlpRatio, c.Dropout, c.DropPath, c.LayerScaleInit })
-            w.Write(value);
-        w.Write((int)c.Stem);
+        ctx.SaveNonEmptyString(Config.ToJson());
         ctx.SaveNonEmptyString(Columns.Features);
         ctx.SaveNonEmptyString(Columns.Score);
         ctx.SaveNonEmptyString(Columns.PredictedLabel);
         ctx.SaveStringOrNull(Columns.Embedding);
         w.Write(LabelNames.Count);
         foreach (var name in LabelNames) ctx.SaveString(name);
-        w.Write((int)RetentionMode);
-        w.Write(ChunkSize);
+        w.Write((int)Retention.Mode);
+        w.Write(Retention.ChunkSize);
         w.Write(BatchSize);
         byte[] checksum = Array.Empty<byte>();
         ctx.SaveBinaryStream(WeightsStreamName, writer =>
@@ -81,6 +80,32 @@ public sealed partial class ViRImageClassificationTransformer
         ctx.CheckAtModel(GetVersionInfo());
 
         var r = ctx.Reader;
+        bool current = ctx.Header.ModelVerWritten >= FormatVersion;
+        ViRConfig config;
+        RetentionSettings retention;
+        try
+        {
+            config = current ? ViRConfig.FromJson(ctx.LoadNonEmptyString()) : ReadPositionalConfig(r, ctx.Header.ModelVerWritten >= FirstVersionWithStem);
+            var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
+            var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
+            retention = new RetentionSettings((RetentionMode)r.ReadInt32(), r.ReadInt32());
+            int batchSize = r.ReadInt32();
+            byte[]? checksum = current ? r.ReadBytes(32) : null;
+            config.Validate();
+            var model = LoadWeights(ctx, config, checksum);
+            var device = env is IHostEnvironmentInternal { GpuDeviceId: not null } && cuda.is_available() ? CUDA : CPU;
+            model.to(device);
+            return new ViRImageClassificationTransformer(env, model, labelNames, columns, retention, batchSize);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"The ViR model in this model.zip is damaged: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The config of formats 0x00010001 and 0x00010002: 13 numbers in a fixed order, then (0x00010002) the stem.</summary>
+    private static ViRConfig ReadPositionalConfig(BinaryReader r, bool hasStem)
+    {
         var config = new ViRConfig
         {
             ImageHeight = r.ReadInt32(), ImageWidth = r.ReadInt32(), Channels = r.ReadInt32(), PatchSize = r.ReadInt32(),
@@ -88,22 +113,11 @@ public sealed partial class ViRImageClassificationTransformer
             NumClasses = r.ReadInt32(), MlpRatio = r.ReadDouble(), Dropout = r.ReadDouble(), DropPath = r.ReadDouble(),
             LayerScaleInit = r.ReadDouble(),
         };
-        if (ctx.Header.ModelVerWritten >= FirstVersionWithStem)
-            config = config with { Stem = (PatchStem)r.ReadInt32() };
-        var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
-        var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
-        var mode = (RetentionMode)r.ReadInt32();
-        int chunkSize = r.ReadInt32(), batchSize = r.ReadInt32();
-        byte[]? checksum = ctx.Header.ModelVerWritten >= FirstVersionWithChecksum ? r.ReadBytes(32) : null;
-        try
-        {
-            config.Validate();
-        }
-        catch (ArgumentException e)
-        {
-            throw new InvalidDataException($"The ViR model in this model.zip is damaged: {e.Message}", e);
-        }
+        return hasStem ? config with { Stem = (PatchStem)r.ReadInt32() } : config;
+    }
 
+    private static ViRModel LoadWeights(ModelLoadContext ctx, ViRConfig config, byte[]? checksum)
+    {
         var model = new ViRModel(config);
         try
         {
@@ -119,15 +133,13 @@ public sealed partial class ViRImageClassificationTransformer
             });
             if (!found)
                 throw new InvalidDataException($"This model.zip has no '{WeightsStreamName}' entry beside the ViR model: it is incomplete.");
+            return model;
         }
-        catch (Exception e) when (e is not InvalidDataException)
+        catch (Exception e)
         {
             model.Dispose();
+            if (e is InvalidDataException) throw;
             throw new InvalidDataException($"The ViR weights in this model.zip are damaged or truncated: {e.Message}", e);
         }
-
-        var device = env is IHostEnvironmentInternal { GpuDeviceId: not null } && cuda.is_available() ? CUDA : CPU;
-        model.to(device);
-        return new ViRImageClassificationTransformer(env, model, labelNames, columns, mode, chunkSize, batchSize);
     }
 }

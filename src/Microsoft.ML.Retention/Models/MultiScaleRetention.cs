@@ -1,16 +1,17 @@
+using Microsoft.ML.Retention.RetentionMath;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.Models;
 
 /// <summary>
-/// Multi-head retention with one decay γ per head: a fused qkv projection, retention in the
-/// chosen <see cref="RetentionMode"/>, then an output projection. RetNet's swish gate and
-/// per-head GroupNorm are options, off by default as in ViR. Input and output are [B, N, dim].
+/// Multi-head retention with one decay γ per head: a fused qkv projection, retention in the form the
+/// <see cref="RetentionSettings"/> name, then an output projection. RetNet's swish gate and per-head GroupNorm are
+/// options, off by default as in ViR. Input and output are [B, N, dim].
 /// </summary>
-public sealed class MultiScaleRetention : Module<Tensor, Tensor>
+public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tensor>
 {
     private readonly Linear qkv;
     private readonly Linear proj;
@@ -18,7 +19,7 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
     private readonly GroupNorm? group_norm;
 
     private readonly int _heads;
-    private int _chunkSize = ChunkSizes.Auto;
+    private readonly RetentionDecay _decay;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="dim">Model width; must be divisible by <paramref name="heads"/>.</param>
@@ -33,7 +34,7 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
         if (dim <= 0 || dim % heads != 0)
             throw new ArgumentException($"dim must be a positive multiple of heads ({heads}), but it is {dim}.", nameof(dim));
         _heads = heads;
-        Decay = new RetentionDecay(DecaySchedules.Gammas(schedule, heads));
+        _decay = new RetentionDecay(DecaySchedules.Gammas(schedule, heads));
         qkv = Linear(dim, 3 * dim, hasBias: true);
         proj = Linear(dim, dim);
         if (useGate) gate = Linear(dim, dim);
@@ -41,24 +42,11 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The per-head decays.</summary>
-    public RetentionDecay Decay { get; }
+    /// <summary>The decay γ of each head.</summary>
+    public IReadOnlyList<float> Gammas => _decay.Gammas;
 
-    /// <summary>The form <see cref="forward(Tensor)"/> computes retention in.</summary>
-    public RetentionMode Mode { get; set; } = RetentionMode.Parallel;
-
-    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> (the default) picks it per sequence length.</summary>
-    public int ChunkSize
-    {
-        get => _chunkSize;
-        set => _chunkSize = ChunkSizes.Check(value, nameof(ChunkSize));
-    }
-
-    /// <summary>Retention over [B, N, dim] tokens in the current <see cref="Mode"/>.</summary>
-    public override Tensor forward(Tensor x) => forward(x, Mode, ChunkSize);
-
-    /// <summary>Retention over [B, N, dim] tokens in the given mode.</summary>
-    public Tensor forward(Tensor x, RetentionMode mode, int chunkSize)
+    /// <summary>Retention over [B, N, dim] tokens, computed as <paramref name="retention"/> says.</summary>
+    public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
@@ -66,12 +54,11 @@ public sealed class MultiScaleRetention : Module<Tensor, Tensor>
         var qkvHeads = qkv.forward(x).view(b, n, 3, _heads, dim / _heads).permute(2, 0, 3, 1, 4);
         var (q, k, v) = (qkvHeads[0], qkvHeads[1], qkvHeads[2]);
 
-        var retained = mode switch
+        var retained = retention.Mode switch
         {
-            RetentionMode.Parallel => RetentionOps.Parallel(q, k, v, Decay),
-            RetentionMode.Chunkwise => RetentionOps.Chunkwise(q, k, v, Decay, chunkSize),
-            RetentionMode.Recurrent => RetentionOps.Recurrent(q, k, v, Decay),
-            _ => throw new ArgumentException($"Unknown retention mode {mode}.", nameof(mode)),
+            RetentionMode.Parallel => RetentionOps.Parallel(q, k, v, _decay),
+            RetentionMode.Chunkwise => RetentionOps.Chunkwise(q, k, v, _decay, retention.ChunkSize),
+            _ => RetentionOps.Recurrent(q, k, v, _decay),
         };
 
         var y = retained.transpose(1, 2).reshape(b, n, dim);

@@ -1,9 +1,10 @@
+using Microsoft.ML.Retention.RetentionMath;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.Models;
 
 internal static class Parameters
 {
@@ -47,8 +48,22 @@ internal sealed class PatchEmbedding : Module<Tensor, Tensor>
         return pointwise is null ? tokens : pointwise.forward(tokens);
     }
 
+    /// <summary>Multiply-add FLOPs of the stem for one image (see <see cref="VisionTransformerBase.ForwardFlopsPerImage"/>).</summary>
+    public static double Flops(ViRConfig c)
+    {
+        if (c.Stem == PatchStem.Patchify) return 2.0 * c.PatchCount * c.Channels * c.PatchSize * c.PatchSize * c.Dim;
+        double flops = 0, inChannels = c.Channels, pixels = (double)c.ImageHeight * c.ImageWidth;
+        foreach (int outChannels in ConvolutionalStemWidths(c.Dim, c.PatchSize))
+        {
+            pixels /= 4; // each stage halves both sides
+            flops += 2 * pixels * inChannels * outChannels * 9;
+            inChannels = outChannels;
+        }
+        return flops + 2 * pixels * inChannels * c.Dim; // the 1×1 projection
+    }
+
     /// <summary>Output channels of each stride-2 stage of the convolutional stem: doubling up to dim.</summary>
-    internal static int[] ConvolutionalStemWidths(int dim, int patchSize)
+    private static int[] ConvolutionalStemWidths(int dim, int patchSize)
     {
         int stages = System.Numerics.BitOperations.Log2((uint)patchSize);
         return Enumerable.Range(0, stages).Select(i => Math.Max(8, dim >> (stages - 1 - i))).ToArray();
@@ -149,19 +164,19 @@ internal sealed class DropPath : Module<Tensor, Tensor>
 /// <summary>
 /// A pre-LayerNorm transformer block around any token mixer:
 /// <c>x + drop_path(ls1(mixer(norm1(x))))</c>, then <c>x + drop_path(ls2(mlp(norm2(x))))</c>.
-/// ViR uses multi-scale retention as the mixer, ViT softmax attention.
+/// ViR uses multi-scale retention as the mixer, ViT softmax attention; the retention settings go to the mixer.
 /// </summary>
-internal sealed class TransformerBlock : Module<Tensor, Tensor>
+internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tensor>
 {
     private readonly LayerNorm norm1;
-    private readonly Module<Tensor, Tensor> mixer;
+    private readonly Module<Tensor, RetentionSettings, Tensor> mixer;
     private readonly Module<Tensor, Tensor> ls1;
     private readonly LayerNorm norm2;
     private readonly Mlp mlp;
     private readonly Module<Tensor, Tensor> ls2;
     private readonly DropPath drop_path;
 
-    public TransformerBlock(ViRConfig config, Module<Tensor, Tensor> tokenMixer, double dropPath) : base(nameof(TransformerBlock))
+    public TransformerBlock(ViRConfig config, Module<Tensor, RetentionSettings, Tensor> tokenMixer, double dropPath) : base(nameof(TransformerBlock))
     {
         norm1 = LayerNorm(config.Dim, eps: 1e-6);
         mixer = tokenMixer;
@@ -173,22 +188,20 @@ internal sealed class TransformerBlock : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public Module<Tensor, Tensor> Mixer => mixer;
-
-    public override Tensor forward(Tensor x) => forward(x, mixer.forward);
-
-    /// <summary>The block with the token mixer called through <paramref name="mix"/> (to pass per-call options).</summary>
-    public Tensor forward(Tensor x, Func<Tensor, Tensor> mix)
+    public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
-        x = x + drop_path.forward(ls1.forward(mix(norm1.forward(x))));
+        x = x + drop_path.forward(ls1.forward(mixer.forward(norm1.forward(x), retention)));
         x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
         return x.MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>Softmax multi-head attention through libtorch's fused scaled_dot_product_attention (the ViT baseline).</summary>
-internal sealed class SoftmaxAttention : Module<Tensor, Tensor>
+/// <summary>
+/// Softmax multi-head attention through libtorch's fused scaled_dot_product_attention (the ViT baseline). It takes
+/// retention settings only to fit the block's mixer slot, and has no use for them.
+/// </summary>
+internal sealed class SoftmaxAttention : Module<Tensor, RetentionSettings, Tensor>
 {
     private readonly Linear qkv;
     private readonly Linear proj;
@@ -202,7 +215,7 @@ internal sealed class SoftmaxAttention : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x, RetentionSettings _)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], dim = x.shape[2];

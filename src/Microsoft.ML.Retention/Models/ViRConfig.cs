@@ -1,9 +1,15 @@
-namespace Microsoft.ML.Retention;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.ML.Retention.RetentionMath;
+
+namespace Microsoft.ML.Retention.Models;
 
 /// <summary>
-/// The shape of a ViR (or of the ViT baseline with the same dimensions). Presets follow the
-/// ViR paper: <see cref="Tiny"/>, <see cref="Small"/>, <see cref="Base"/> and <see cref="Large"/>,
-/// all with 16×16 patches, plus <see cref="Mini"/>, which trains in minutes on 28×28 images on a CPU.
+/// The shape of a ViR (or of the ViT baseline with the same dimensions): the one description of a model, from
+/// which it is built, which the trainer's options carry, and which a saved model stores as data (<see cref="ToJson"/>).
+/// Presets follow the ViR paper: <see cref="Tiny"/>, <see cref="Small"/>, <see cref="Base"/> and <see cref="Large"/>,
+/// all with 16×16 patches, plus <see cref="Mini"/>, which trains in minutes on 28×28 images on a CPU. Change single
+/// fields with <c>with</c>: <c>ViRConfig.Mini with { Dim = 128 }</c>.
 /// </summary>
 public sealed record ViRConfig
 {
@@ -14,6 +20,7 @@ public sealed record ViRConfig
     public int ImageWidth { get; init; } = 224;
 
     /// <summary>Square input size; sets <see cref="ImageHeight"/> and <see cref="ImageWidth"/>.</summary>
+    [JsonIgnore]
     public int ImageSize
     {
         get => ImageHeight == ImageWidth ? ImageHeight : throw new InvalidOperationException($"The image is not square: {ImageHeight}×{ImageWidth}.");
@@ -57,6 +64,7 @@ public sealed record ViRConfig
     public int NumClasses { get; init; } = 1000;
 
     /// <summary>Patches per image at the configured resolution.</summary>
+    [JsonIgnore]
     public int PatchCount => ImageHeight / PatchSize * (ImageWidth / PatchSize);
 
     /// <summary>ViR-Ti: dim 192, depth 12, 3 heads.</summary>
@@ -81,7 +89,35 @@ public sealed record ViRConfig
         DropPath = 0.05, LayerScaleInit = 0, NumClasses = 10,
     };
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the first invalid field.</summary>
+    /// <summary>The presets by name (case-insensitive): Mini, Tiny, Small, Base and Large.</summary>
+    public static IReadOnlyDictionary<string, ViRConfig> Presets { get; } = new Dictionary<string, ViRConfig>(StringComparer.OrdinalIgnoreCase)
+    {
+        [nameof(Mini)] = Mini, [nameof(Tiny)] = Tiny, [nameof(Small)] = Small, [nameof(Base)] = Base, [nameof(Large)] = Large,
+    };
+
+    private static readonly JsonSerializerOptions Json = new() { Converters = { new JsonStringEnumConverter() } };
+
+    /// <summary>The fields by name, as JSON: what a saved model stores.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>The config from <see cref="ToJson"/>'s JSON; a field the JSON lacks keeps its default (it was written before the field existed).</summary>
+    /// <exception cref="ArgumentException">The JSON is not a config, or a field is invalid.</exception>
+    public static ViRConfig FromJson(string json)
+    {
+        ViRConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize<ViRConfig>(json, Json);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"The model config is not valid JSON for ViRConfig: {e.Message}", nameof(json), e);
+        }
+        (config ?? throw new ArgumentException("The model config is empty (JSON null).", nameof(json))).Validate();
+        return config;
+    }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid field.</summary>
     public void Validate()
     {
         Require(PatchSize >= 1, nameof(PatchSize), "at least 1", PatchSize);
@@ -104,19 +140,6 @@ public sealed record ViRConfig
 
     private static void Require(bool ok, string field, string expected, object actual)
     {
-        if (!ok) throw new ArgumentException($"ViRConfig.{field} must be {expected}, but it is {actual}.", field);
+        if (!ok) throw new ArgumentOutOfRangeException(field, actual, $"ViRConfig.{field} must be {expected}, but it is {actual}.");
     }
-}
-
-/// <summary>How a <see cref="ViRConfig"/> model turns patches into tokens.</summary>
-public enum PatchStem
-{
-    /// <summary>One linear projection per non-overlapping patch, as in ViT and ViR.</summary>
-    Patchify,
-
-    /// <summary>
-    /// log2(PatchSize) stride-2 3×3 convolutions with BatchNorm and ReLU, then a 1×1 projection (Xiao et al. 2021).
-    /// Costs little and makes small transformers learn faster from little data.
-    /// </summary>
-    Convolutional,
 }

@@ -1,15 +1,16 @@
 using Microsoft.ML.Retention.Native;
+using Microsoft.ML.Retention.RetentionMath;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.Models;
 
 /// <summary>
-/// The image-transformer skeleton ViR and ViT share: a conv patch embedding, a learned position
-/// embedding on the patches (interpolated for other resolutions), a learnable [class] token,
-/// pre-LN blocks, a final LayerNorm and a linear head that reads the [class] token.
+/// The image-transformer skeleton <see cref="ViRModel"/> and <see cref="ViTModel"/> share: a patch embedding, a learned
+/// position embedding on the patches (interpolated for other resolutions), a learnable [class] token, pre-LN blocks,
+/// a final LayerNorm and a linear head that reads the [class] token. It cannot be subclassed outside this library.
 /// </summary>
 public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 {
@@ -23,7 +24,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
     private readonly bool _classTokenLast;
 
-    private protected VisionTransformerBase(string name, ViRConfig config, bool classTokenLast, Func<Module<Tensor, Tensor>> tokenMixer)
+    private protected VisionTransformerBase(string name, ViRConfig config, bool classTokenLast, Func<Module<Tensor, RetentionSettings, Tensor>> tokenMixer)
         : base(NativeLoaded(name))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -54,21 +55,43 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         return name;
     }
 
-    /// <summary>Class logits [B, NumClasses] for images [B, C, H, W].</summary>
-    public override Tensor forward(Tensor images)
-    {
-        using var scope = NewDisposeScope();
-        return Classify(Embed(images)).MoveToOuterDisposeScope();
-    }
+    /// <summary>Class logits [B, NumClasses] for images [B, C, H, W] (a ViR computes retention in parallel form).</summary>
+    public override Tensor forward(Tensor images) => Forward(images, default);
 
     /// <summary>The final [class] representation [B, Dim] (after the last LayerNorm) for images [B, C, H, W].</summary>
-    public virtual Tensor Embed(Tensor images) => EmbedCore(images, (mixer, x) => mixer.forward(x));
+    public Tensor Embed(Tensor images) => EmbedCore(images, default);
 
     /// <summary>Class logits [B, NumClasses] from embeddings [B, Dim] (the head alone).</summary>
     public Tensor Classify(Tensor embedding) => head.forward(embedding);
 
-    /// <summary>The embedding, with each block's token mixer called through <paramref name="mix"/>.</summary>
-    private protected Tensor EmbedCore(Tensor images, Func<Module<Tensor, Tensor>, Tensor, Tensor> mix)
+    /// <summary>
+    /// The names of the parameters that get no weight decay: biases, norms and LayerScale (every parameter of one
+    /// dimension), and the position and class embeddings, as in timm and DeiT.
+    /// </summary>
+    public IReadOnlySet<string> NoWeightDecay() =>
+        named_parameters().Where(p => p.parameter.dim() <= 1 || p.name is "pos_embed" or "cls_token").Select(p => p.name).ToHashSet();
+
+    /// <summary>
+    /// Multiply-add FLOPs (2 per multiply-add) of one forward pass of one image at the configured resolution: the
+    /// matmuls and convolutions, with token mixing counted in its quadratic form (the parallel form of retention; the
+    /// chunkwise form does less at long sequences). Elementwise work is not counted. Training costs about 3× this.
+    /// </summary>
+    public double ForwardFlopsPerImage()
+    {
+        var c = Config;
+        double n = c.PatchCount + 1, d = c.Dim, hidden = (int)(c.Dim * c.MlpRatio);
+        double perBlock = 2 * n * d * (3 * d) + 2 * n * d * d + 2 * n * d * hidden * 2 // qkv, proj, MLP
+                        + 2 * 2 * n * n * d;                                              // Q·Kᵀ and scores·V
+        return PatchEmbedding.Flops(c) + c.Depth * perBlock + 2 * d * c.NumClasses;
+    }
+
+    private protected Tensor Forward(Tensor images, RetentionSettings retention)
+    {
+        using var scope = NewDisposeScope();
+        return Classify(EmbedCore(images, retention)).MoveToOuterDisposeScope();
+    }
+
+    private protected Tensor EmbedCore(Tensor images, RetentionSettings retention)
     {
         CheckImages(images);
         using var scope = NewDisposeScope();
@@ -78,7 +101,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         var patches = patch_embed.forward(images) + PositionEmbedding(gridH, gridW);
         var cls = cls_token.expand(batch, -1, -1);
         var x = pos_drop.forward(_classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
-        foreach (var block in blocks) x = block.forward(x, tokens => mix(block.Mixer, tokens));
+        foreach (var block in blocks) x = block.forward(x, retention);
         x = norm.forward(x);
         return x.select(1, _classTokenLast ? -1 : 0).MoveToOuterDisposeScope();
     }
@@ -120,73 +143,5 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
                 if (linear.bias is not null) nn.init.zeros_(linear.bias);
             }
         }
-    }
-}
-
-/// <summary>
-/// A Vision Retention Network (Hatamizadeh et al., 2023): a ViT whose attention is multi-scale
-/// retention. The [class] token is appended last, because retention is causal and only the last
-/// token has seen the whole image.
-/// </summary>
-public sealed class ViRModel : VisionTransformerBase
-{
-    private RetentionMode _mode = RetentionMode.Parallel;
-    private int _chunkSize = ChunkSizes.Auto;
-
-    /// <summary>Creates a randomly initialised ViR (seed it with <c>torch.manual_seed</c>).</summary>
-    public ViRModel(ViRConfig config)
-        : base(nameof(ViRModel), config, classTokenLast: true,
-               () => new MultiScaleRetention(config.Dim, config.Heads, config.DecaySchedule))
-    {
-    }
-
-    /// <summary>The form <see cref="VisionTransformerBase.forward(Tensor)"/> and <see cref="Embed(Tensor)"/> compute retention in; outputs agree across modes.</summary>
-    public RetentionMode Mode
-    {
-        get => _mode;
-        set => _mode = CheckMode(value);
-    }
-
-    /// <summary>Chunk length for <see cref="RetentionMode.Chunkwise"/>; <see cref="ChunkSizes.Auto"/> (the default) picks it from the token count.</summary>
-    public int ChunkSize
-    {
-        get => _chunkSize;
-        set => _chunkSize = CheckChunkSize(value);
-    }
-
-    /// <inheritdoc/>
-    public override Tensor Embed(Tensor images) => Embed(images, Mode, ChunkSize);
-
-    /// <summary>The [class] representation with retention computed in the given mode, leaving <see cref="Mode"/> as it is (safe to call from several threads).</summary>
-    public Tensor Embed(Tensor images, RetentionMode mode, int chunkSize)
-    {
-        CheckMode(mode);
-        CheckChunkSize(chunkSize);
-        return EmbedCore(images, (mixer, x) => ((MultiScaleRetention)mixer).forward(x, mode, chunkSize));
-    }
-
-    /// <summary>Class logits with retention computed in the given mode.</summary>
-    public Tensor forward(Tensor images, RetentionMode mode, int chunkSize)
-    {
-        using var scope = NewDisposeScope();
-        return Classify(Embed(images, mode, chunkSize)).MoveToOuterDisposeScope();
-    }
-
-    private static RetentionMode CheckMode(RetentionMode mode) =>
-        Enum.IsDefined(mode) ? mode : throw new ArgumentException($"Unknown retention mode {mode}.", nameof(Mode));
-
-    private static int CheckChunkSize(int chunkSize) => ChunkSizes.Check(chunkSize, nameof(ChunkSize));
-}
-
-/// <summary>
-/// The ViT baseline with the same skeleton and dimensions: softmax attention through libtorch's
-/// fused scaled_dot_product_attention, with the [class] token first.
-/// </summary>
-public sealed class ViTModel : VisionTransformerBase
-{
-    /// <summary>Creates a randomly initialised ViT (seed it with <c>torch.manual_seed</c>).</summary>
-    public ViTModel(ViRConfig config)
-        : base(nameof(ViTModel), config, classTokenLast: false, () => new SoftmaxAttention(config.Dim, config.Heads))
-    {
     }
 }

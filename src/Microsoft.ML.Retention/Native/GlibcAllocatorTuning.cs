@@ -1,30 +1,32 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Microsoft.ML.Retention.Native;
 
 /// <summary>
-/// Keeps freed tensor memory inside the process on Linux/glibc. By default glibc serves every block over
-/// 32 MiB with a fresh mmap and unmaps it on free, so each large tensor pays page faults on first touch; in a
-/// VM that cost can exceed the arithmetic (a [8, 6, 65, 64, 64] clone took 115 ms instead of 1.2 ms here).
-/// Serving all blocks from the heap and keeping freed memory in the process lets libtorch reuse it, the
-/// trade PyTorch users make by preloading jemalloc or tcmalloc: the process keeps its peak heap until
-/// <c>malloc_trim(0)</c> returns it.
-/// Opt out by setting <c>MLNET_RETENTION_MALLOC=default</c>; any <c>MALLOC_*</c> setting of your own also wins.
+/// An opt-in tuning of glibc's allocator for processes that work with large tensors. By default glibc serves every block
+/// over 32 MiB with a fresh mmap and unmaps it on free, so each large tensor pays page faults on first touch; in a VM
+/// that cost can exceed the arithmetic (a [8, 6, 65, 64, 64] clone took 115 ms instead of 1.2 ms, and chunkwise
+/// retention at 4,097 tokens 1,086 ms instead of 89 ms; docs/platform.md). <see cref="Apply"/> serves all blocks from
+/// the heap and keeps freed memory in the process, so libtorch reuses it: the trade PyTorch users make by preloading
+/// jemalloc or tcmalloc. The cost: the whole process keeps its peak heap until <c>malloc_trim(0)</c> returns it, which is
+/// why the library never does this by itself; an app (a trainer, a batch scorer) calls it once at start.
 /// </summary>
-internal static class GlibcAllocatorTuning
+public static class GlibcAllocatorTuning
 {
     private const int M_TRIM_THRESHOLD = -1, M_MMAP_MAX = -4;
     private const int NeverTrim = -1; // a bounded threshold (at most 2 GiB) re-faulted every long-sequence step
 
-    internal static bool Applied { get; private set; }
+    /// <summary>True once <see cref="Apply"/> has tuned the allocator in this process.</summary>
+    public static bool Applied { get; private set; }
 
-#pragma warning disable CA2255 // A module initializer: the setting must precede the first tensor the library allocates.
-    [ModuleInitializer]
-#pragma warning restore CA2255
-    internal static void Apply()
+    /// <summary>
+    /// Tunes glibc's allocator for the whole process; returns whether it did. It changes nothing off Linux or glibc,
+    /// when any <c>MALLOC_*</c> environment variable is set (yours wins), or when <c>MLNET_RETENTION_MALLOC=default</c>.
+    /// Call it at the start of the app, before large tensors are allocated.
+    /// </summary>
+    public static bool Apply()
     {
-        if (!OperatingSystem.IsLinux() || UserConfiguredMalloc) return;
+        if (Applied || !OperatingSystem.IsLinux() || UserConfiguredMalloc) return Applied;
         try
         {
             Applied = mallopt(M_MMAP_MAX, 0) == 1 & mallopt(M_TRIM_THRESHOLD, NeverTrim) == 1;
@@ -33,6 +35,7 @@ internal static class GlibcAllocatorTuning
         {
             // Not glibc (musl has no mallopt): leave the allocator alone.
         }
+        return Applied;
     }
 
     /// <summary>True when the user opted out or set glibc's own <c>MALLOC_*</c> variables.</summary>

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>Chunk sizes for <see cref="RetentionMode.Chunkwise"/> retention.</summary>
 public static class ChunkSizes
@@ -19,10 +19,10 @@ public static class ChunkSizes
 
     private const int SingleChunkLimit = 256, LongSequenceChunk = 64;
 
-    /// <summary><paramref name="chunkSize"/>, or <see cref="For"/> the length when it is <see cref="Auto"/>.</summary>
-    internal static int Resolve(int chunkSize, long tokens) => chunkSize == Auto ? For(tokens) : chunkSize;
+    /// <summary>The chunk size used for <paramref name="tokens"/> tokens: <paramref name="chunkSize"/>, or <see cref="For"/> the length when it is <see cref="Auto"/>.</summary>
+    public static int Resolve(int chunkSize, long tokens) => chunkSize == Auto ? For(tokens) : chunkSize;
 
     /// <summary>Throws unless <paramref name="chunkSize"/> is <see cref="Auto"/> or positive.</summary>
     internal static int Check(int chunkSize, string name) => chunkSize >= 0 ? chunkSize
-        : throw new ArgumentException($"{name} must be {nameof(Auto)} (0) or at least 1, but it is {chunkSize}.", name);
+        : throw new ArgumentOutOfRangeException(name, chunkSize, $"{name} must be ChunkSizes.{nameof(Auto)} (0) or at least 1, but it is {chunkSize}.");
 }

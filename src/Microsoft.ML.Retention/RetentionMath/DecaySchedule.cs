@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>How multi-scale retention assigns each head its decay γ.</summary>
 public enum DecaySchedule
@@ -8,25 +8,4 @@ public enum DecaySchedule
 
     /// <summary>The ViR authors' log-spaced <c>γ = 1 − exp(linspace(ln 1/32, ln 1/512, H))</c>.</summary>
     LogSpaced,
-}
-
-/// <summary>Computes per-head decays for a <see cref="DecaySchedule"/>.</summary>
-public static class DecaySchedules
-{
-    /// <summary>The decay γ of each of <paramref name="heads"/> heads, all in (0, 1).</summary>
-    public static float[] Gammas(DecaySchedule schedule, int heads)
-    {
-        if (heads <= 0) throw new ArgumentOutOfRangeException(nameof(heads), heads, "The head count must be at least 1.");
-        return schedule switch
-        {
-            DecaySchedule.RetNet => Enumerable.Range(0, heads).Select(h => (float)(1 - Math.Pow(2, -5 - h))).ToArray(),
-            DecaySchedule.LogSpaced => Enumerable.Range(0, heads).Select(h =>
-            {
-                double from = Math.Log(1.0 / 32), to = Math.Log(1.0 / 512);
-                double t = heads == 1 ? 0 : (double)h / (heads - 1);
-                return (float)(1 - Math.Exp(from + t * (to - from)));
-            }).ToArray(),
-            _ => throw new ArgumentOutOfRangeException(nameof(schedule), schedule, "Unknown decay schedule."),
-        };
-    }
 }

@@ -2,14 +2,14 @@ using System.Collections.Concurrent;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>
 /// Per-head decays γ and the decay masks and vectors derived from them, cached per
 /// (sequence or chunk length, dtype, device) so they are not rebuilt on every call.
 /// Every exponent is non-negative, so nothing overflows on long sequences.
 /// </summary>
-public sealed class RetentionDecay
+internal sealed class RetentionDecay
 {
     // Masks for very long sequences are large (H·N² floats): cache within a budget, build the rest on demand.
     private const long CacheBudgetBytes = 512L << 20;
@@ -22,7 +22,7 @@ public sealed class RetentionDecay
     private long _cachedBytes;
 
     /// <summary>Creates the decays; every γ must lie in (0, 1].</summary>
-    public RetentionDecay(IReadOnlyList<float> gammas)
+    internal RetentionDecay(IReadOnlyList<float> gammas)
     {
         ArgumentNullException.ThrowIfNull(gammas);
         if (gammas.Count == 0) throw new ArgumentException("At least one head decay is required, but gamma is empty.", nameof(gammas));
@@ -37,13 +37,13 @@ public sealed class RetentionDecay
     }
 
     /// <summary>The decay of each head.</summary>
-    public IReadOnlyList<float> Gammas { get; }
+    internal IReadOnlyList<float> Gammas { get; }
 
     /// <summary>The number of heads.</summary>
-    public int Heads => Gammas.Count;
+    internal int Heads => Gammas.Count;
 
     /// <summary>The shared decays for a γ tensor of shape [H], looked up by value.</summary>
-    public static RetentionDecay FromTensor(Tensor gamma)
+    internal static RetentionDecay FromTensor(Tensor gamma)
     {
         ArgumentNullException.ThrowIfNull(gamma, nameof(gamma));
         if (gamma.dim() != 1)

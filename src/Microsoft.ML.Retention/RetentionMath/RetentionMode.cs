@@ -1,4 +1,4 @@
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>The three exact, interchangeable ways to compute retention.</summary>
 public enum RetentionMode

@@ -1,7 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.Retention;
+namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>
 /// The retention operator in its three exact forms. q, k and v are [B, H, N, D] float tensors,
@@ -42,7 +42,7 @@ public static class RetentionOps
     }
 
     /// <inheritdoc cref="Parallel(Tensor, Tensor, Tensor, Tensor)"/>
-    public static Tensor Parallel(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
+    internal static Tensor Parallel(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {
         CheckTokens(q, k, v, rank: 4);
         CheckHeads(decay, q);
@@ -54,7 +54,7 @@ public static class RetentionOps
     }
 
     /// <inheritdoc cref="Chunkwise(Tensor, Tensor, Tensor, Tensor, int)"/>
-    public static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
+    internal static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
     {
         ChunkSizes.Check(chunkSize, nameof(chunkSize));
         CheckTokens(q, k, v, rank: 4);
@@ -113,7 +113,7 @@ public static class RetentionOps
     }
 
     /// <inheritdoc cref="Recurrent(Tensor, Tensor, Tensor, Tensor)"/>
-    public static Tensor Recurrent(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
+    internal static Tensor Recurrent(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {
         CheckTokens(q, k, v, rank: 4);
         CheckHeads(decay, q);

@@ -1,3 +1,4 @@
+using Microsoft.ML.Retention.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,41 +13,39 @@ namespace Microsoft.ML.Retention.Training;
 internal sealed class TrainingLoop
 {
     private readonly ViRModel _model;
-    private readonly ViRImageClassificationTrainer.Options _options;
+    private readonly TrainingSettings _settings;
     private readonly Device _device;
     private readonly ITrainingObserver _observer;
-    private readonly int _seed;
 
-    public TrainingLoop(ViRModel model, ViRImageClassificationTrainer.Options options, Device device, int seed, ITrainingObserver observer)
+    public TrainingLoop(ViRModel model, TrainingSettings settings, Device device, ITrainingObserver observer)
     {
         _model = model;
-        _options = options;
+        _settings = settings;
         _device = device;
-        _seed = seed;
         _observer = observer;
     }
 
     public IReadOnlyList<ViREpochMetrics> Run(IBatchSource train, IBatchSource? validation)
     {
         var history = new List<ViREpochMetrics>();
-        long stepsPerEpoch = (train.Count + _options.BatchSize - 1) / _options.BatchSize;
-        var schedule = new LearningRateSchedule(_options.LearningRate, (long)Math.Round(_options.WarmupEpochs * stepsPerEpoch), _options.MaxEpoch * stepsPerEpoch);
-        var augmentation = _options.Augment ? new ImageAugmentation(_options.MinCropScale, _options.MaxTranslation, _options.HorizontalFlip, _seed) : null;
-        var early = _options.EarlyStopping;
+        long stepsPerEpoch = (train.Count + _settings.BatchSize - 1) / _settings.BatchSize;
+        var schedule = new LearningRateSchedule(_settings.LearningRate, (long)Math.Round(_settings.WarmupEpochs * stepsPerEpoch), _settings.MaxEpoch * stepsPerEpoch);
+        var augmentation = _settings.Augment ? new ImageAugmentation(_settings.MinCropScale, _settings.MaxTranslation, _settings.HorizontalFlip, _settings.Seed) : null;
+        var early = _settings.EarlyStopping;
         var best = (Score: double.NegativeInfinity, Epoch: 0, Weights: (Dictionary<string, Tensor>?)null);
-        var shuffle = new Random(_seed);
+        var shuffle = new Random(_settings.Seed);
         long step = 0;
 
         using var optimizer = CreateOptimizer();
         try
         {
-            for (int epoch = 1; epoch <= _options.MaxEpoch; epoch++)
+            for (int epoch = 1; epoch <= _settings.MaxEpoch; epoch++)
             {
                 _model.train();
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 double lossSum = 0, lr = 0;
                 long correct = 0, seen = 0, stepInEpoch = 0;
-                foreach (var (images, labels) in train.Batches(_options.BatchSize, shuffle))
+                foreach (var (images, labels) in train.Batches(_settings.BatchSize, shuffle))
                 {
                     using (images)
                     using (labels)
@@ -59,17 +58,17 @@ internal sealed class TrainingLoop
                         var x = images.to(_device);
                         if (augmentation is not null) x = augmentation.Apply(x);
                         var y = labels.to(_device);
-                        var logits = _model.forward(x, _options.TrainingRetentionMode, _options.ChunkSize);
-                        var loss = nn.functional.cross_entropy(logits, y, label_smoothing: _options.LabelSmoothing);
+                        var logits = _model.forward(x, _settings.Retention);
+                        var loss = nn.functional.cross_entropy(logits, y, label_smoothing: _settings.LabelSmoothing);
                         double lossValue = loss.ToDouble();
                         if (!double.IsFinite(lossValue))
                             throw new InvalidOperationException(
                                 $"Training diverged: the loss is {lossValue} at epoch {epoch}, step {stepInEpoch + 1} of {stepsPerEpoch}. " +
-                                $"Try a lower LearningRate (now {_options.LearningRate:g3}) or a smaller GradientClipNorm.");
+                                $"Try a lower LearningRate (now {_settings.LearningRate:g3}) or a smaller GradientClipNorm.");
 
                         optimizer.zero_grad();
                         loss.backward();
-                        if (_options.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.parameters(), _options.GradientClipNorm);
+                        if (_settings.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.parameters(), _settings.GradientClipNorm);
                         optimizer.step();
 
                         long batch = labels.shape[0];
@@ -78,7 +77,7 @@ internal sealed class TrainingLoop
                         seen += batch;
                         step++;
                         stepInEpoch++;
-                        _observer.OnStep(new ViRStepProgress(epoch, _options.MaxEpoch, stepInEpoch, stepsPerEpoch, lossValue,
+                        _observer.OnStep(new ViRStepProgress(epoch, _settings.MaxEpoch, stepInEpoch, stepsPerEpoch, lossValue,
                             lossSum / seen, (double)correct / seen, lr, seen / Math.Max(1e-9, watch.Elapsed.TotalSeconds)));
                     }
                 }
@@ -128,14 +127,14 @@ internal sealed class TrainingLoop
         _model.eval();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var (images, labels) = train.Batches(_options.BatchSize, shuffle: null).First();
+        var (images, labels) = train.Batches(_settings.BatchSize, shuffle: null).First();
         using (images)
         using (labels)
-            if (_model.forward(images.to(_device), _options.TrainingRetentionMode, _options.ChunkSize).isfinite().all().item<bool>())
+            if (_model.forward(images.to(_device), _settings.Retention).isfinite().all().item<bool>())
                 return;
         throw new InvalidOperationException(
             $"Training diverged: after the last step ({steps} steps, {epochs} epochs) the model's outputs on the training images are not finite. " +
-            $"Try a lower LearningRate (now {_options.LearningRate:g3}) or a smaller GradientClipNorm.");
+            $"Try a lower LearningRate (now {_settings.LearningRate:g3}) or a smaller GradientClipNorm.");
     }
 
     /// <summary>Mean loss and accuracy over every image of <paramref name="source"/> (no label smoothing).</summary>
@@ -145,7 +144,7 @@ internal sealed class TrainingLoop
         using var noGrad = no_grad();
         double lossSum = 0;
         long correct = 0, seen = 0;
-        foreach (var (images, labels) in source.Batches(_options.BatchSize, shuffle: null))
+        foreach (var (images, labels) in source.Batches(_settings.BatchSize, shuffle: null))
         {
             using (images)
             using (labels)
@@ -153,7 +152,7 @@ internal sealed class TrainingLoop
             {
                 _observer.CheckAlive();
                 var y = labels.to(_device);
-                var logits = _model.forward(images.to(_device), _options.TrainingRetentionMode, _options.ChunkSize);
+                var logits = _model.forward(images.to(_device), _settings.Retention);
                 lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).ToDouble();
                 correct += logits.argmax(1).eq(y).sum().ToInt64();
                 seen += labels.shape[0];
@@ -164,17 +163,17 @@ internal sealed class TrainingLoop
 
     private optim.Optimizer CreateOptimizer()
     {
-        // As in timm/DeiT: no weight decay on biases, norms, LayerScale and the position and class embeddings.
+        var noDecay = _model.NoWeightDecay();
         var decayed = new List<Parameter>();
         var notDecayed = new List<Parameter>();
         foreach (var (name, parameter) in _model.named_parameters())
-            (parameter.dim() <= 1 || name is "pos_embed" or "cls_token" ? notDecayed : decayed).Add(parameter);
+            (noDecay.Contains(name) ? notDecayed : decayed).Add(parameter);
         var groups = new[]
         {
-            new AdamW.ParamGroup(decayed, lr: _options.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: _options.WeightDecay, amsgrad: false, maximize: false),
-            new AdamW.ParamGroup(notDecayed, lr: _options.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0, amsgrad: false, maximize: false),
+            new AdamW.ParamGroup(decayed, lr: _settings.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: _settings.WeightDecay, amsgrad: false, maximize: false),
+            new AdamW.ParamGroup(notDecayed, lr: _settings.LearningRate, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0, amsgrad: false, maximize: false),
         };
-        return optim.AdamW(groups, lr: _options.LearningRate, weight_decay: _options.WeightDecay);
+        return optim.AdamW(groups, lr: _settings.LearningRate, weight_decay: _settings.WeightDecay);
     }
 
     private Dictionary<string, Tensor> CopyWeights()

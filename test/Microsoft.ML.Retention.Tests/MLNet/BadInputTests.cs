@@ -1,6 +1,8 @@
 using System.IO.Compression;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -125,12 +127,12 @@ public sealed class BadInputTests
         var ml = new MLContext();
         var catalog = ml.MulticlassClassification.Trainers;
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { BatchSize = 0 }), "BatchSize", "at least 1", "0");
-        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { ChunkSize = -2 }), "ChunkSize", "ChunkSizes.Auto (0) or at least 1", "-2");
+        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { PredictionRetention = new(RetentionMode.Chunkwise, -2) }), "chunkSize", "ChunkSizes.Auto (0) or at least 1", "-2");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { MaxTranslation = 0.5 }), "MaxTranslation", "[0, 0.5)", "0.5");
-        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { TrainingRetentionMode = RetentionMode.Recurrent }), "TrainingRetentionMode", "Recurrent");
+        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { TrainingRetention = new(RetentionMode.Recurrent) }), "TrainingRetention", "Recurrent");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { ValidationSetFraction = 1.5 }), "ValidationSetFraction", "1.5");
         var data = TinyFit.Images(ml);
-        Throws<ArgumentException>(() => TinyFit.Fit(ml, data, o => o.Dim = 25), "Dim", "25");
+        Throws<ArgumentOutOfRangeException>(() => TinyFit.Fit(ml, data, o => o.Architecture = o.Architecture with { Dim = 25 }), "ViRConfig.Dim", "25");
         Throws<ArgumentException>(() => TinyFit.Fit(ml, data, o => o.EarlyStopping = new EarlyStoppingOptions()), "EarlyStopping", "validation");
     }
 

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Microsoft.ML.Retention.Tests;
 

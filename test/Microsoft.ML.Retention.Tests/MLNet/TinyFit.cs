@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Retention.Models;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -8,10 +9,7 @@ internal static class TinyFit
     public static ViRImageClassificationTrainer.Options Options(string featureColumn = "Image") => new()
     {
         FeatureColumnName = featureColumn,
-        Architecture = ViRArchitecture.Mini,
-        Dim = 24,
-        Heads = 2,
-        Depth = 1,
+        Architecture = ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 },
         MaxEpoch = 1,
         BatchSize = 16,
         Augment = false,

@@ -1,5 +1,7 @@
 using System.IO.Compression;
 using Microsoft.ML;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -126,7 +128,7 @@ public sealed class TrainerBehaviourTests
         var model = TinyFit.Fit(ml, data);
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => model.WithRetentionMode(RetentionMode.Chunkwise, -1));
         var chunkwise = model.WithRetentionMode(RetentionMode.Chunkwise, 5);
-        Assert.AreEqual(RetentionMode.Parallel, model.RetentionMode);
+        Assert.AreEqual(RetentionMode.Parallel, model.Retention.Mode);
         model.Dispose();
         InputColumnTests.AssertScores(ml, chunkwise.Transform(data), 40);
         chunkwise.Dispose();

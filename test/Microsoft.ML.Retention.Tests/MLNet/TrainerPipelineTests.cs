@@ -1,5 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Retention.Training;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -15,8 +18,7 @@ public sealed class TrainerPipelineTests
     internal static ViRImageClassificationTrainer.Options ShortFitOptions() => new()
     {
         FeatureColumnName = "Image",
-        Architecture = ViRArchitecture.Mini,
-        Depth = 4,
+        Architecture = ViRConfig.Mini with { Depth = 4 },
         MaxEpoch = 8,
         BatchSize = 32,
         Augment = false, // on 1,000 images and 8 epochs, crops cost more accuracy than they add
@@ -91,15 +93,14 @@ public sealed class TrainerPipelineTests
         var data = FashionMnist.Load(ml, "test", perClass: 3);
         var chain = (TransformerChain<ITransformer>)ml.Model.Load(ModelPath, out _);
         var vir = chain.OfType<ViRImageClassificationTransformer>().Single();
-        Assert.AreEqual(RetentionMode.Parallel, vir.RetentionMode);
+        Assert.AreEqual(RetentionMode.Parallel, vir.Retention.Mode);
         var prepared = chain.Take(2).Aggregate(data, (d, t) => t.Transform(d));
 
         var parallel = Scores(ml, vir.Transform(prepared));
         foreach (var (mode, chunk) in new[] { (RetentionMode.Recurrent, 64), (RetentionMode.Chunkwise, 7), (RetentionMode.Chunkwise, 64) })
         {
             using var switched = vir.WithRetentionMode(mode, chunk);
-            Assert.AreEqual(mode, switched.RetentionMode);
-            Assert.AreEqual(chunk, switched.ChunkSize);
+            Assert.AreEqual(new RetentionSettings(mode, chunk), switched.Retention);
             var scores = Scores(ml, switched.Transform(prepared));
             double maxDiff = parallel.Zip(scores).Max(p => p.First.Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
             Console.WriteLine($"{mode} C={chunk}: max |Δscore| = {maxDiff:g3}");

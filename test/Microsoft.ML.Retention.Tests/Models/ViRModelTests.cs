@@ -1,3 +1,5 @@
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
 namespace Microsoft.ML.Retention.Tests;
 
 [TestClass]
@@ -39,13 +41,9 @@ public sealed class ViRModelTests
         using var noGrad = no_grad();
         var images = Images(2, 1, size, size);
 
-        model.Mode = RetentionMode.Parallel;
         var parallel = model.forward(images);
-        model.Mode = RetentionMode.Chunkwise;
-        model.ChunkSize = chunk;
-        TensorAssert.AreClose(parallel, model.forward(images), 1e-4, $"chunkwise {size}² C={chunk}");
-        model.Mode = RetentionMode.Recurrent;
-        TensorAssert.AreClose(parallel, model.forward(images), 1e-4, $"recurrent {size}²");
+        TensorAssert.AreClose(parallel, model.forward(images, new RetentionSettings(RetentionMode.Chunkwise, chunk)), 1e-4, $"chunkwise {size}² C={chunk}");
+        TensorAssert.AreClose(parallel, model.forward(images, new RetentionSettings(RetentionMode.Recurrent)), 1e-4, $"recurrent {size}²");
     }
 
     [TestMethod]
@@ -151,7 +149,7 @@ public sealed class ViRModelTests
         var images = Images(2, 1, size, size);
         CollectionAssert.AreEqual(new long[] { 2, 10 }, model.forward(images).shape);
         // The stem works on local neighbourhoods: every mode still agrees through it.
-        TensorAssert.AreClose(model.forward(images, RetentionMode.Parallel, 0), model.forward(images, RetentionMode.Recurrent, 0), 1e-4, $"conv stem {size}² patch {patch}");
+        TensorAssert.AreClose(model.forward(images, new RetentionSettings(RetentionMode.Parallel)), model.forward(images, new RetentionSettings(RetentionMode.Recurrent)), 1e-4, $"conv stem {size}² patch {patch}");
     }
 
     [TestMethod]
@@ -169,7 +167,7 @@ public sealed class ViRModelTests
     }
 
     [TestMethod]
-    public void BadArgumentsThrowArgumentExceptionNamingThem()
+    public void BadArgumentsThrowArgumentExceptionsNamingThem()
     {
         using var scope = NewDisposeScope();
         using var model = NewModel();
@@ -180,16 +178,16 @@ public sealed class ViRModelTests
         e = Assert.ThrowsExactly<ArgumentException>(() => model.forward(Images(1, 3, 28, 28)));
         StringAssert.Contains(e.Message, "1 channels"); StringAssert.Contains(e.Message, "have 3");
 
-        e = Assert.ThrowsExactly<ArgumentException>(() => model.ChunkSize = -1);
-        Assert.AreEqual("ChunkSize", e.ParamName);
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new RetentionSettings(RetentionMode.Chunkwise, -1));
+        Assert.AreEqual("chunkSize", e.ParamName);
 
-        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { ImageSize = 30 }));
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ViRModel(Config with { ImageSize = 30 }));
         Assert.AreEqual("ImageHeight", e.ParamName); StringAssert.Contains(e.Message, "30");
 
-        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { Dim = 100 }));
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ViRModel(Config with { Dim = 100 }));
         Assert.AreEqual("Dim", e.ParamName); StringAssert.Contains(e.Message, "100");
 
-        e = Assert.ThrowsExactly<ArgumentException>(() => new ViRModel(Config with { ImageSize = 42, PatchSize = 6, Stem = PatchStem.Convolutional }));
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => new ViRModel(Config with { ImageSize = 42, PatchSize = 6, Stem = PatchStem.Convolutional }));
         Assert.AreEqual("PatchSize", e.ParamName); StringAssert.Contains(e.Message, "power of two"); StringAssert.Contains(e.Message, "6");
     }
 }

@@ -207,6 +207,7 @@ public sealed class PackageConsumerTests
         Assert.AreEqual("80", Value("consumption predictions"));
         Assert.AreEqual(0.0, double.Parse(Value("max |4 threads - 1 thread|"), CultureInfo.InvariantCulture), "pooled engines over one model give the single-thread scores");
         Assert.AreEqual("10, sorted: True, top matches Predict: True", Value("all labels"));
+        Assert.AreEqual("False", Value("allocator tuned"), "an app that never opts in keeps glibc's allocator as it is");
     }
 
     private static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));

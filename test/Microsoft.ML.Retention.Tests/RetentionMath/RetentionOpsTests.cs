@@ -1,3 +1,4 @@
+using Microsoft.ML.Retention.RetentionMath;
 namespace Microsoft.ML.Retention.Tests;
 
 [TestClass]
@@ -132,12 +133,12 @@ public sealed class RetentionOpsTests
     }
 
     [TestMethod]
-    public void BadArgumentsThrowArgumentExceptionNamingThem()
+    public void BadArgumentsThrowArgumentExceptionsNamingThem()
     {
         using var scope = NewDisposeScope();
         var (q, k, v, gamma) = Inputs(1, 2, 5, 4);
 
-        var e = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.Chunkwise(q, k, v, gamma, -1));
+        ArgumentException e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => RetentionOps.Chunkwise(q, k, v, gamma, -1));
         StringAssert.Contains(e.Message, "chunkSize"); StringAssert.Contains(e.Message, "-1");
         Assert.AreEqual("chunkSize", e.ParamName);
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.Retention;
 using Spectre.Console;
 using ViRImageClassification;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Microsoft.ML.Retention.Tests;
 

@@ -2,6 +2,9 @@ using System.Collections.Concurrent;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.Native;
+using Microsoft.ML.Retention.RetentionMath;
 using ViRImageClassification.Consume;
 
 // Usage: App <folder with train/ and test/, each label/image.png> <work folder>. Prints "name: value" lines.
@@ -20,7 +23,7 @@ var pipeline = ml.Transforms.Conversion.MapValueToKey("Label")
     .Append(ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options
     {
         FeatureColumnName = "Image",
-        Architecture = ViRArchitecture.Mini,
+        Architecture = ViRConfig.Mini,
         MaxEpoch = 1,
     }))
     .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
@@ -52,7 +55,7 @@ using (var engine = ml2.Model.CreatePredictionEngine<ImageRow, Prediction>((ITra
 var files = ml.Data.LoadFromEnumerable(Rows("train", 10));
 var loadBytes = ml.Transforms.LoadRawImageBytes("ImageSource", imageFolder, "ImagePath").Fit(files);
 var labelToKey = ml.Transforms.Conversion.MapValueToKey("Label").Fit(files);
-var vir = ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options { FeatureColumnName = "ImageSource", Architecture = ViRArchitecture.Mini, MaxEpoch = 1 })
+var vir = ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options { FeatureColumnName = "ImageSource", Architecture = ViRConfig.Mini, MaxEpoch = 1 })
     .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"))
     .Fit(labelToKey.Transform(loadBytes.Transform(files)));
 string bytesModelPath = Path.Combine(work, "model-bytes.zip");
@@ -67,6 +70,7 @@ float threadDiff = concurrent.Max(kv => kv.Value.Zip(single[kv.Key % inputs.Coun
 var ranked = ImageClassifier.PredictAllLabels(inputs[0]).ToList();
 Console.WriteLine($"consumption predictions: {concurrent.Count}");
 Console.WriteLine($"max |4 threads - 1 thread|: {threadDiff:E2}");
+Console.WriteLine($"allocator tuned: {GlibcAllocatorTuning.Applied}"); // the library never tunes it by itself
 Console.WriteLine($"all labels: {ranked.Count}, sorted: {ranked.Zip(ranked.Skip(1)).All(p => p.First.Value >= p.Second.Value)}, top matches Predict: {ranked[0].Key == single[0].PredictedLabel}");
 return 0;
 

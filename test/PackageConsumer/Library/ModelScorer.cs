@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.RetentionMath;
 
 namespace Library;
 

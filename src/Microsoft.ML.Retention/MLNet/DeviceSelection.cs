@@ -3,19 +3,6 @@ using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
 
-/// <summary>Where a ViR trains and scores.</summary>
-public enum ViRDevice
-{
-    /// <summary>CUDA when available, otherwise the CPU.</summary>
-    Auto,
-
-    /// <summary>The CPU.</summary>
-    Cpu,
-
-    /// <summary>The first CUDA GPU (needs the TorchSharp-cuda backend: build with -p:TorchBackend=cuda).</summary>
-    Cuda,
-}
-
 internal static class DeviceSelection
 {
     /// <summary>Resolves a device request; <paramref name="warn"/> hears about a fallback to the CPU.</summary>
@@ -36,7 +23,7 @@ internal static class DeviceSelection
             case ViRDevice.Cuda:
                 throw new InvalidOperationException(
                     "Device Cuda was requested, but CUDA is not available: expected a CUDA GPU and the TorchSharp-cuda backend " +
-                    "(build with -p:TorchBackend=cuda), but torch.cuda.is_available() is false. Use Device = Cpu or Auto, or set FallbackToCpu.");
+                    "(reference TorchSharp-cuda-linux), but torch.cuda.is_available() is false. Use Device = Cpu or Auto, or set FallbackToCpu.");
             default:
                 throw new ArgumentOutOfRangeException(nameof(requested), requested, "Unknown device.");
         }
