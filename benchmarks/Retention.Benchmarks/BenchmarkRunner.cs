@@ -1,7 +1,7 @@
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
 using Retention.Plots;
 using static TorchSharp.torch;
-using Microsoft.ML.Retention.Models;
 
 namespace Retention.Benchmarks;
 

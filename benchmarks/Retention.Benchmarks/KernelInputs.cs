@@ -1,6 +1,6 @@
 using Microsoft.ML.Retention;
-using static TorchSharp.torch;
 using Microsoft.ML.Retention.RetentionMath;
+using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
 

@@ -1,9 +1,9 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
-using static TorchSharp.torch;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
+using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
 

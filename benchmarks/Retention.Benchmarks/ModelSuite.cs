@@ -1,8 +1,8 @@
 using Microsoft.ML.Retention;
-using Retention.Plots;
-using static TorchSharp.torch;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
+using Retention.Plots;
+using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
 

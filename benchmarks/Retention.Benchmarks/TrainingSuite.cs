@@ -1,8 +1,8 @@
 using Microsoft.ML.Retention;
-using TorchSharp;
-using static TorchSharp.torch;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
 

@@ -1,8 +1,8 @@
 using Microsoft.ML;
 using Microsoft.ML.Retention;
 using Microsoft.ML.Retention.RetentionMath;
-using ViRImageClassification.Consume;
 using Spectre.Console;
+using ViRImageClassification.Consume;
 
 namespace ViRImageClassification;
 

@@ -5,8 +5,8 @@ using Microsoft.ML.Retention;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
 using Retention.Plots;
-using Panel = Retention.Plots.Panel;
 using Spectre.Console;
+using Panel = Retention.Plots.Panel;
 
 namespace ViRImageClassification;
 

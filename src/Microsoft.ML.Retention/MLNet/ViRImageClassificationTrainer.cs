@@ -155,23 +155,13 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return config;
     }
 
-    private TrainingSettings TrainingSettings(int seed) => new()
+    private TrainingSettings TrainingSettings(int seed)
     {
-        MaxEpoch = _options.MaxEpoch,
-        BatchSize = _options.BatchSize,
-        LearningRate = _options.LearningRate,
-        WeightDecay = _options.WeightDecay,
-        WarmupEpochs = _options.WarmupEpochs,
-        LabelSmoothing = _options.LabelSmoothing,
-        GradientClipNorm = _options.GradientClipNorm,
-        Retention = _options.TrainingRetention,
-        Seed = seed,
-        Augment = _options.Augment,
-        MinCropScale = _options.MinCropScale,
-        MaxTranslation = _options.MaxTranslation,
-        HorizontalFlip = _options.HorizontalFlip,
-        EarlyStopping = _options.EarlyStopping,
-    };
+        var o = _options;
+        var augmentation = o.Augment ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, seed) : null;
+        return new(o.MaxEpoch, o.BatchSize, o.LearningRate, o.WeightDecay, o.WarmupEpochs, o.LabelSmoothing, o.GradientClipNorm,
+            o.TrainingRetention, seed, augmentation, o.EarlyStopping);
+    }
 
     /// <summary>The label's class names, from its key values; throws unless it is a key column of two or more classes.</summary>
     internal static IReadOnlyList<string> LabelNames(DataViewSchema schema, string labelColumn, string? where = null)

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
@@ -57,16 +58,14 @@ public sealed partial class ViRImageClassificationTransformer
         w.Write((int)Retention.Mode);
         w.Write(Retention.ChunkSize);
         w.Write(BatchSize);
-        byte[] checksum = Array.Empty<byte>();
+        using var sha256 = SHA256.Create();
         ctx.SaveBinaryStream(WeightsStreamName, writer =>
         {
-            using var hashing = new HashingStream(writer.BaseStream);
-            using var hashed = new BinaryWriter(hashing, System.Text.Encoding.UTF8, leaveOpen: true);
-            Model.save(hashed);
-            hashed.Flush();
-            checksum = hashing.Hash();
+            using var hashing = new CryptoStream(writer.BaseStream, sha256, CryptoStreamMode.Write, leaveOpen: true);
+            Model.save(new BinaryWriter(hashing));
+            hashing.FlushFinalBlock();
         });
-        w.Write(checksum);
+        w.Write(sha256.Hash!);
     }
 
     // Called by ML.NET's loader (LoadableClass above) from mlContext.Model.Load.
@@ -123,13 +122,14 @@ public sealed partial class ViRImageClassificationTransformer
         {
             bool found = ctx.TryLoadBinaryStream(WeightsStreamName, reader =>
             {
-                using var hashing = new HashingStream(reader.BaseStream);
+                using var sha256 = SHA256.Create();
+                using var hashing = new CryptoStream(reader.BaseStream, sha256, CryptoStreamMode.Read, leaveOpen: true);
                 model.load(new BinaryReader(hashing), strict: true);
-                hashing.ReadToEnd();
-                if (checksum is not null && !hashing.Hash().AsSpan().SequenceEqual(checksum))
+                hashing.CopyTo(Stream.Null); // what the load left, so the hash covers the whole entry
+                if (checksum is not null && !sha256.Hash.AsSpan().SequenceEqual(checksum))
                     throw new InvalidDataException(
                         $"The ViR weights in this model.zip do not match the checksum saved with them: the '{WeightsStreamName}' entry " +
-                        $"was changed after it was written (SHA-256 {Convert.ToHexString(checksum)} expected, {Convert.ToHexString(hashing.Hash())} found).");
+                        $"was changed after it was written (SHA-256 {Convert.ToHexString(checksum)} expected, {Convert.ToHexString(sha256.Hash!)} found).");
             });
             if (!found)
                 throw new InvalidDataException($"This model.zip has no '{WeightsStreamName}' entry beside the ViR model: it is incomplete.");

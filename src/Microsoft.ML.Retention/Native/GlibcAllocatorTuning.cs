@@ -3,13 +3,10 @@ using System.Runtime.InteropServices;
 namespace Microsoft.ML.Retention.Native;
 
 /// <summary>
-/// An opt-in tuning of glibc's allocator for processes that work with large tensors. By default glibc serves every block
-/// over 32 MiB with a fresh mmap and unmaps it on free, so each large tensor pays page faults on first touch; in a VM
-/// that cost can exceed the arithmetic (a [8, 6, 65, 64, 64] clone took 115 ms instead of 1.2 ms, and chunkwise
-/// retention at 4,097 tokens 1,086 ms instead of 89 ms; docs/platform.md). <see cref="Apply"/> serves all blocks from
-/// the heap and keeps freed memory in the process, so libtorch reuses it: the trade PyTorch users make by preloading
-/// jemalloc or tcmalloc. The cost: the whole process keeps its peak heap until <c>malloc_trim(0)</c> returns it, which is
-/// why the library never does this by itself; an app (a trainer, a batch scorer) calls it once at start.
+/// An opt-in tuning of glibc's allocator for processes that work with large tensors: glibc serves every block over
+/// 32 MiB with a fresh mmap, so each large tensor pays its page faults again, which can cost more than the arithmetic
+/// (measured in docs/platform.md). <see cref="Apply"/> keeps large blocks and freed memory in the heap for libtorch to
+/// reuse, and so the whole process keeps its peak heap: the library never does it by itself.
 /// </summary>
 public static class GlibcAllocatorTuning
 {

@@ -30,7 +30,7 @@ internal sealed class TrainingLoop
         var history = new List<ViREpochMetrics>();
         long stepsPerEpoch = (train.Count + _settings.BatchSize - 1) / _settings.BatchSize;
         var schedule = new LearningRateSchedule(_settings.LearningRate, (long)Math.Round(_settings.WarmupEpochs * stepsPerEpoch), _settings.MaxEpoch * stepsPerEpoch);
-        var augmentation = _settings.Augment ? new ImageAugmentation(_settings.MinCropScale, _settings.MaxTranslation, _settings.HorizontalFlip, _settings.Seed) : null;
+        var augmentation = _settings.Augmentation;
         var early = _settings.EarlyStopping;
         var best = (Score: double.NegativeInfinity, Epoch: 0, Weights: (Dictionary<string, Tensor>?)null);
         var shuffle = new Random(_settings.Seed);

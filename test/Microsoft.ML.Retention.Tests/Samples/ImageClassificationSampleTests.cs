@@ -1,7 +1,7 @@
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.RetentionMath;
 using Spectre.Console;
 using ViRImageClassification;
-using Microsoft.ML.Retention.RetentionMath;
 
 namespace Microsoft.ML.Retention.Tests;
 
