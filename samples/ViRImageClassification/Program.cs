@@ -12,7 +12,11 @@ GlibcAllocatorTuning.Apply();
 // Train (the default command) or predict, with System.CommandLine; see --help.
 var data = new Option<string>("--data") { Description = "ImageNet-style folder: <label>/<image>, optionally with train/ and val/ (or test/) subfolders. Default: the embedded Fashion-MNIST subset.", DefaultValueFactory = _ => TrainSettings.DefaultData };
 var arch = new Option<string>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => nameof(ViRConfig.Mini) };
-arch.AcceptOnlyFromAmong(ViRConfig.Presets.Keys.ToArray());
+arch.Validators.Add(result =>
+{
+    if (result.GetValueOrDefault<string>() is { } name && !ViRConfig.Presets.ContainsKey(name))
+        result.AddError($"--arch must be one of {string.Join(", ", ViRConfig.Presets.Keys)}, but it is '{name}'.");
+});
 var imageSize = new Option<int?>("--image-size") { Description = "Resolution the model runs at (images are resized). Default: the architecture's." };
 var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 12 };
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
