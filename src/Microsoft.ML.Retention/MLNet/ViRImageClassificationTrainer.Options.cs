@@ -86,6 +86,9 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>How the trained transformer computes retention when it predicts (change it later with WithRetentionMode).</summary>
         public RetentionSettings PredictionRetention = new(RetentionMode.Parallel);
 
+        /// <summary>The number format the trained transformer scores in (change it later with WithPrecision).</summary>
+        public ViRPrecision PredictionPrecision = ViRPrecision.Float32;
+
         // ---- Validation ----
 
         /// <summary>

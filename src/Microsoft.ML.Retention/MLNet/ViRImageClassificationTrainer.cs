@@ -97,7 +97,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         }
 
         var columns = new ViRColumns(_options.FeatureColumnName, _options.ScoreColumnName, _options.PredictedLabelColumnName, _options.EmbeddingColumnName);
-        return new ViRImageClassificationTransformer(_host, model, labelNames, columns, _options.PredictionRetention, _options.BatchSize);
+        return new ViRImageClassificationTransformer(_host, model, labelNames, columns, _options.PredictionRetention, _options.PredictionPrecision, _options.BatchSize);
     }
 
     /// <summary>The schema after the transformer: the input plus Score, PredictedLabel and the optional embedding.</summary>
@@ -238,6 +238,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.MaxTranslation is >= 0 and < 0.5, nameof(o.MaxTranslation), "in [0, 0.5)", o.MaxTranslation);
         Require(o.Architecture is not null, nameof(o.Architecture), "a ViRConfig (a preset such as ViRConfig.Tiny)", o.Architecture);
         Require(o.TrainingRetention.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetention), "Parallel or Chunkwise", o.TrainingRetention);
+        Require(Enum.IsDefined(o.PredictionPrecision), nameof(o.PredictionPrecision), "Float32 or BFloat16", o.PredictionPrecision);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);

@@ -1,8 +1,10 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.MLNetInternals;
 using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.Native;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
@@ -23,25 +25,33 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     private int _disposed;
 
     internal ViRImageClassificationTransformer(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames, ViRColumns columns,
-        RetentionSettings retention, int batchSize)
-        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, retention, batchSize)
+        RetentionSettings retention, ViRPrecision precision, int batchSize)
+        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, retention, precision, batchSize)
     {
     }
 
     private ViRImageClassificationTransformer(IHostEnvironment env, SharedModel shared, IReadOnlyList<string> labelNames, ViRColumns columns,
-        RetentionSettings retention, int batchSize)
+        RetentionSettings retention, ViRPrecision precision, int batchSize)
     {
         _host = env.Register(nameof(ViRImageClassificationTransformer));
         _shared = shared;
         LabelNames = labelNames;
         Columns = columns;
         Retention = retention;
+        RequestedPrecision = precision;
+        Precision = precision == ViRPrecision.BFloat16 ? ResolveBFloat16(BFloat16Support.On(shared.Device), _host) : precision;
         BatchSize = batchSize;
         shared.Model.eval();
     }
 
     /// <summary>How retention is computed when scoring.</summary>
     public RetentionSettings Retention { get; }
+
+    /// <summary>The number format scoring runs in: the one asked for, or Float32 where the device has no bfloat16.</summary>
+    public ViRPrecision Precision { get; }
+
+    /// <summary>The precision asked for, which a saved model keeps (another machine may have bfloat16).</summary>
+    internal ViRPrecision RequestedPrecision { get; }
 
     /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
     public int BatchSize { get; }
@@ -70,7 +80,36 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         ThrowIfDisposed();
         var retention = new RetentionSettings(mode, chunkSize ?? Retention.ChunkSize);
         if (!_shared.TryAddOwner()) throw DisposedError();
-        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, retention, BatchSize);
+        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, retention, RequestedPrecision, BatchSize);
+    }
+
+    /// <summary>
+    /// A transformer that shares these weights and scores in <paramref name="precision"/>. In bfloat16 it keeps a
+    /// bfloat16 copy of the weights beside the float32 ones (which saving writes), made once and shared by every copy.
+    /// Dispose it when done.
+    /// </summary>
+    public ViRImageClassificationTransformer WithPrecision(ViRPrecision precision)
+    {
+        ThrowIfDisposed();
+        if (!Enum.IsDefined(precision))
+            throw new ArgumentOutOfRangeException(nameof(precision), precision, $"precision must be Float32 or BFloat16, but it is {precision}.");
+        if (!_shared.TryAddOwner()) throw DisposedError();
+        return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, Retention, precision, BatchSize);
+    }
+
+    private static int _fallbackWarned;
+
+    /// <summary>BFloat16 where the device has it; else Float32, with one warning per process.</summary>
+    internal static ViRPrecision ResolveBFloat16(bool deviceHasBFloat16, IHost host)
+    {
+        if (deviceHasBFloat16) return ViRPrecision.BFloat16;
+        if (Interlocked.Exchange(ref _fallbackWarned, 1) == 0)
+        {
+            using var channel = host.Start(nameof(ViRPrecision));
+            channel.Warning("BFloat16 scoring was asked for, but this device has no native bfloat16 (AVX512-BF16 or AMX on x86, " +
+                "bf16 on Arm); scoring in Float32 instead, which is faster there.");
+        }
+        return ViRPrecision.Float32;
     }
 
     /// <inheritdoc/>
@@ -149,13 +188,14 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         using var use = _shared.Use() ?? throw DisposedError();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var batch = images.to(Device);
-        var embedding = Model.Embed(batch, Retention);
-        var probabilities = nn.functional.softmax(Model.Classify(embedding), 1).cpu();
+        var model = _shared.For(Precision);
+        var batch = images.to(Device).to(model.parameters().First().dtype);
+        var embedding = model.Embed(batch, Retention);
+        var probabilities = nn.functional.softmax(model.Classify(embedding).to(float32), 1).cpu();
         var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
         return new ScoredBatch((int)images.shape[0], LabelNames.Count, probabilities.data<float>().ToArray(),
             predicted.data<int>().ToArray().Select(k => (uint)k).ToArray(),
-            Columns.Embedding is null ? null : embedding.cpu().data<float>().ToArray());
+            Columns.Embedding is null ? null : embedding.to(float32).cpu().data<float>().ToArray());
     }
 
     /// <summary>
@@ -175,9 +215,29 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             Device = device;
         }
 
+        private ViRModel? _bfloat16;
+
         public ViRModel Model { get; }
 
         public Device Device { get; }
+
+        /// <summary>The weights in <paramref name="precision"/>: the model, or its bfloat16 copy, made on first use.</summary>
+        public ViRModel For(ViRPrecision precision)
+        {
+            if (precision == ViRPrecision.Float32) return Model;
+            lock (_gate)
+            {
+                if (_bfloat16 is null)
+                {
+                    var copy = new ViRModel(Model.Config);
+                    copy.to(Device);
+                    copy.load_state_dict(Model.state_dict());
+                    copy.to(ScalarType.BFloat16).eval();
+                    _bfloat16 = copy;
+                }
+                return _bfloat16;
+            }
+        }
 
         public bool TryAddOwner()
         {
@@ -195,7 +255,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             {
                 if (--_owners > 0 || _uses > 0) return;
             }
-            Model.Dispose();
+            Free();
         }
 
         /// <summary>A use of the weights until disposed, or null when they are gone.</summary>
@@ -215,7 +275,13 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             {
                 if (--_uses > 0 || _owners > 0) return;
             }
+            Free();
+        }
+
+        private void Free()
+        {
             Model.Dispose();
+            _bfloat16?.Dispose();
         }
 
         private sealed class Lease(SharedModel shared) : IDisposable

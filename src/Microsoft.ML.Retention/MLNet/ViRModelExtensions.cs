@@ -1,9 +1,10 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
 
 namespace Microsoft.ML.Retention;
 
-/// <summary>Retention-mode switching on a whole loaded model (for example the chain <c>mlContext.Model.Load</c> returns).</summary>
+/// <summary>Retention form and precision switching on a whole loaded model (for example the chain <c>mlContext.Model.Load</c> returns).</summary>
 public static class ViRModelExtensions
 {
     /// <summary>
@@ -11,24 +12,32 @@ public static class ViRModelExtensions
     /// a transformer chain (nested or not) that contains one. Weights are shared, not copied.
     /// </summary>
     /// <exception cref="ArgumentException">The model contains no <see cref="ViRImageClassificationTransformer"/>.</exception>
-    public static ITransformer WithRetentionMode(this ITransformer model, RetentionMode mode, int? chunkSize = null)
+    public static ITransformer WithRetentionMode(this ITransformer model, RetentionMode mode, int? chunkSize = null) =>
+        Switch(model, vir => vir.WithRetentionMode(mode, chunkSize));
+
+    /// <summary>The same model with every ViR in it scoring in <paramref name="precision"/> (see <see cref="ViRImageClassificationTransformer.WithPrecision"/>).</summary>
+    /// <exception cref="ArgumentException">The model contains no <see cref="ViRImageClassificationTransformer"/>.</exception>
+    public static ITransformer WithPrecision(this ITransformer model, ViRPrecision precision) =>
+        Switch(model, vir => vir.WithPrecision(precision));
+
+    private static ITransformer Switch(ITransformer model, Func<ViRImageClassificationTransformer, ITransformer> change)
     {
         ArgumentNullException.ThrowIfNull(model);
         int switched = 0;
-        var result = Switch(model);
+        var result = Visit(model);
         if (switched == 0)
             throw new ArgumentException($"The model must be a ViRImageClassificationTransformer or a chain containing one, but it is {model.GetType().Name} without one.", nameof(model));
         return result;
 
-        ITransformer Switch(ITransformer transformer)
+        ITransformer Visit(ITransformer transformer)
         {
             switch (transformer)
             {
                 case ViRImageClassificationTransformer vir:
                     switched++;
-                    return vir.WithRetentionMode(mode, chunkSize);
+                    return change(vir);
                 case TransformerChain<ITransformer> chain:
-                    return new TransformerChain<ITransformer>(chain.Select(Switch).ToArray());
+                    return new TransformerChain<ITransformer>(chain.Select(Visit).ToArray());
                 default:
                     return transformer;
             }

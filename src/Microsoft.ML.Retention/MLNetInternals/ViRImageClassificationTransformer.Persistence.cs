@@ -25,6 +25,7 @@ public sealed partial class ViRImageClassificationTransformer
     //   labels       int32 count, then that many strings
     //   retention    int32 mode, int32 chunk size
     //   batch size   int32
+    //   precision    int32: the ViRPrecision asked for
     //   checksum     32 bytes: SHA-256 of the ViRWeights entry
     // The ViRWeights entry beside it holds the weights in TorchSharp's format.
     // Earlier formats, still read: 0x00010001 stored the config as 13 positional numbers and no checksum;
@@ -58,6 +59,7 @@ public sealed partial class ViRImageClassificationTransformer
         w.Write((int)Retention.Mode);
         w.Write(Retention.ChunkSize);
         w.Write(BatchSize);
+        w.Write((int)RequestedPrecision);
         using var sha256 = SHA256.Create();
         ctx.SaveBinaryStream(WeightsStreamName, writer =>
         {
@@ -89,12 +91,14 @@ public sealed partial class ViRImageClassificationTransformer
             var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
             retention = new RetentionSettings((RetentionMode)r.ReadInt32(), r.ReadInt32());
             int batchSize = r.ReadInt32();
+            var precision = current ? (ViRPrecision)r.ReadInt32() : ViRPrecision.Float32;
+            if (!Enum.IsDefined(precision)) throw new ArgumentOutOfRangeException(nameof(precision), precision, "Unknown precision.");
             byte[]? checksum = current ? r.ReadBytes(32) : null;
             config.Validate();
             var model = LoadWeights(ctx, config, checksum);
             var device = env is IHostEnvironmentInternal { GpuDeviceId: not null } && cuda.is_available() ? CUDA : CPU;
             model.to(device);
-            return new ViRImageClassificationTransformer(env, model, labelNames, columns, retention, batchSize);
+            return new ViRImageClassificationTransformer(env, model, labelNames, columns, retention, precision, batchSize);
         }
         catch (ArgumentException e)
         {

@@ -79,9 +79,10 @@ public static class RetentionOps
         var output = qc.matmul(kc.transpose(-1, -2)).mul_(decay.CausalMask(c, scale, type, device).unsqueeze(1)).matmul(vc);
         if (chunks > 1)
         {
-            // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D].
-            var chunkStates = (kc * decay.KeyDecay(c, type, device).unsqueeze(1)).transpose(-1, -2).matmul(vc);
-            var entering = EnteringStates(chunkStates, decay, c);
+            // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D]. States add up
+            // across chunks, so they do so in StateType (float32 for bfloat16 or half inputs); one rounding back follows.
+            var chunkStates = (kc * decay.KeyDecay(c, type, device).unsqueeze(1)).transpose(-1, -2).matmul(vc).to(StateType(q));
+            var entering = EnteringStates(chunkStates, decay, c).to(type);
             output = output.add_((qc * decay.QueryDecay(c, scale, type, device).unsqueeze(1)).matmul(entering));
         }
 
@@ -119,10 +120,13 @@ public static class RetentionOps
         CheckHeads(decay, q);
 
         using var scope = NewDisposeScope();
-        var gamma = decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1);
+        // One state carries every token, so the whole form runs in StateType (float32 for bfloat16 or half inputs).
+        var type = StateType(q);
+        var gamma = decay.Gamma(type, q.device).view(1, -1, 1, 1);
         bool tracking = is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad);
-        var output = tracking ? RecurrentWithAutograd(q, k, v, gamma, Scale(q)) : RecurrentInPlace(q, k, v, gamma, Scale(q));
-        return output.MoveToOuterDisposeScope();
+        var (qs, ks, vs) = (q.to(type), k.to(type), v.to(type));
+        var output = tracking ? RecurrentWithAutograd(qs, ks, vs, gamma, Scale(q)) : RecurrentInPlace(qs, ks, vs, gamma, Scale(q));
+        return output.to(q.dtype).MoveToOuterDisposeScope();
     }
 
     // Without autograd: one state updated in place and one preallocated output, so the memory beyond the
@@ -167,6 +171,9 @@ public static class RetentionOps
     }
 
     private static double Scale(Tensor q) => 1.0 / Math.Sqrt(q.shape[^1]);
+
+    /// <summary>The type recurrent states accumulate in: float32 for bfloat16 or half tokens, else the tokens' own.</summary>
+    private static ScalarType StateType(Tensor q) => q.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : q.dtype;
 
     private static RetentionDecay DecayFor(Tensor gamma, Tensor q)
     {
