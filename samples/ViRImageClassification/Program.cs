@@ -22,6 +22,7 @@ var epochs = new Option<int>("--epochs") { Description = "Passes over the traini
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
 var mode = new Option<RetentionMode>("--mode") { Description = "Retention form the saved model predicts in: Parallel, Recurrent or Chunkwise (training uses Parallel; all give the same scores).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
 var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count.", DefaultValueFactory = _ => ChunkSizes.Auto };
+var precision = new Option<ViRPrecision>("--precision") { Description = "Number format the saved model scores in: Float32 or BFloat16 (then the run also compares it with Float32).", DefaultValueFactory = _ => ViRPrecision.Float32 };
 var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
 var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
 var stem = new Option<PatchStem?>("--stem") { Description = "How patches become tokens: Patchify or Convolutional. Default: the architecture's." };
@@ -32,7 +33,7 @@ var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Us
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, device, output, augment, compare, maxPerClass,
+    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, device, output, augment, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -46,6 +47,7 @@ root.SetAction(parsed =>
         Epochs = parsed.GetValue(epochs),
         BatchSize = parsed.GetValue(batchSize),
         Mode = parsed.GetValue(mode),
+        Precision = parsed.GetValue(precision),
         ChunkSize = parsed.GetValue(chunkSize),
         Device = parsed.GetValue(device),
         Output = parsed.GetValue(output)!,

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
 using Retention.Plots;
@@ -41,6 +42,7 @@ public static class TrainCommand
             // --mode picks the form the saved model predicts in.
             TrainingRetention = new RetentionSettings(RetentionMode.Parallel),
             PredictionRetention = new RetentionSettings(settings.Mode, settings.ChunkSize),
+            PredictionPrecision = settings.Precision,
             Augment = settings.Augment,
             Device = settings.Device,
             ValidationSet = evaluation,
@@ -72,6 +74,7 @@ public static class TrainCommand
         var metrics = ml.MulticlassClassification.Evaluate(scored);
         var classNames = SlotNames(scored.Schema["Score"]);
         EvaluationReport.Print(console, metrics, classNames, dataset.EvaluationName);
+        var float32Comparison = settings.Precision == ViRPrecision.BFloat16 ? CompareWithFloat32(console, ml, model, evaluationImages, scored) : null;
 
         string modelPath = Path.Combine(settings.Output, "model.zip");
         ml.Model.Save(model, loadBytes.Transform(trainFiles).Schema, modelPath);
@@ -89,7 +92,22 @@ public static class TrainCommand
             console.Write(table);
         }
         (model as IDisposable)?.Dispose();
-        return new TrainReport(metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, trainingTime, epochs, modelPath, baseline);
+        return new TrainReport(metrics.MicroAccuracy, metrics.MacroAccuracy, metrics.LogLoss, trainingTime, epochs, modelPath, baseline, float32Comparison);
+    }
+
+    /// <summary>Scores the evaluation images with the Float32 weights too: accuracy of each, and how often they predict the same class.</summary>
+    private static PrecisionReport CompareWithFloat32(IAnsiConsole console, MLContext ml, ITransformer model, IDataView images, IDataView bfloat16Scored)
+    {
+        var float32 = model.WithPrecision(ViRPrecision.Float32);
+        var float32Scored = float32.Transform(images);
+        double accuracy32 = ml.MulticlassClassification.Evaluate(float32Scored).MicroAccuracy;
+        double accuracy16 = ml.MulticlassClassification.Evaluate(bfloat16Scored).MicroAccuracy;
+        var predicted32 = float32Scored.GetColumn<ReadOnlyMemory<char>>("PredictedLabel").Select(l => l.ToString()).ToList();
+        var predicted16 = bfloat16Scored.GetColumn<ReadOnlyMemory<char>>("PredictedLabel").Select(l => l.ToString()).ToList();
+        (float32 as IDisposable)?.Dispose();
+        double agreement = predicted32.Zip(predicted16).Count(p => p.First == p.Second) / (double)predicted32.Count;
+        console.MarkupLineInterpolated($"BFloat16 against Float32 on the same weights: accuracy [green]{accuracy16:P2}[/] against {accuracy32:P2} ({(accuracy16 - accuracy32) * 100:+0.00;-0.00} points), same prediction for [green]{agreement:P2}[/] of {predicted32.Count} images.");
+        return new PrecisionReport(accuracy32, accuracy16, agreement);
     }
 
     private static ViRImageClassificationTransformer? ViRIn(ITransformer model) => model switch

@@ -33,6 +33,7 @@ public sealed record TrainSettings
     public int BatchSize { get; init; } = 64;
     public RetentionMode Mode { get; init; } = RetentionMode.Chunkwise;
     public int ChunkSize { get; init; } = ChunkSizes.Auto;
+    public ViRPrecision Precision { get; init; } = ViRPrecision.Float32;
     public ViRDevice Device { get; init; } = ViRDevice.Auto;
     public string Output { get; init; } = "vir-output";
     public bool Compare { get; init; }
@@ -43,7 +44,10 @@ public sealed record TrainSettings
 /// <summary>The numbers a run produced.</summary>
 public sealed record TrainReport(
     double MicroAccuracy, double MacroAccuracy, double LogLoss, TimeSpan TrainingTime,
-    IReadOnlyList<ViREpochMetrics> Epochs, string ModelPath, BaselineReport? LightGbm);
+    IReadOnlyList<ViREpochMetrics> Epochs, string ModelPath, BaselineReport? LightGbm, PrecisionReport? Float32Comparison);
+
+/// <summary>A BFloat16 model against its Float32 weights, on the evaluation images (--precision BFloat16).</summary>
+public sealed record PrecisionReport(double Float32Accuracy, double BFloat16Accuracy, double Agreement);
 
 /// <summary>The LightGbm comparison (--compare).</summary>
 public sealed record BaselineReport(double MicroAccuracy, double MacroAccuracy, TimeSpan TrainingTime);

@@ -36,7 +36,8 @@ public static class ViRModelExtensions
                 case ViRImageClassificationTransformer vir:
                     switched++;
                     return change(vir);
-                case TransformerChain<ITransformer> chain:
+                // A chain of any last-transformer type (a fitted pipeline's chains nest as TransformerChain<TransformerChain<…>>).
+                case IEnumerable<ITransformer> chain when transformer.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(TransformerChain<>):
                     return new TransformerChain<ITransformer>(chain.Select(Visit).ToArray());
                 default:
                     return transformer;

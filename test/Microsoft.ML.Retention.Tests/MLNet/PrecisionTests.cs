@@ -64,6 +64,19 @@ public sealed class PrecisionTests
     }
 
     [TestMethod]
+    public void FormAndPrecisionSwitchOnAFreshlyFittedPipeline()
+    {
+        var ml = new MLContext(seed: 1);
+        // An estimator chain fits into TransformerChain<TLast>, not TransformerChain<ITransformer> as Model.Load returns.
+        var model = FashionMnist.Preprocess(ml).Append(ml.MulticlassClassification.Trainers.ViR(TinyFit.Options())).Fit(FashionMnist.Load(ml, "train", 2));
+        var recurrent = model.WithRetentionMode(RetentionMode.Recurrent);
+        var bfloat16 = recurrent.WithPrecision(ViRPrecision.BFloat16);
+        Assert.AreEqual(RetentionMode.Recurrent, ViR(bfloat16).Retention.Mode);
+        Assert.AreEqual(ViRPrecision.BFloat16, ViR(bfloat16).Precision);
+        foreach (var transformer in new ITransformer[] { bfloat16, recurrent, model }) ((IDisposable)transformer).Dispose();
+    }
+
+    [TestMethod]
     public void WithoutBFloat16OnTheDeviceScoringFallsBackToFloat32WithOneWarning()
     {
         var ml = new MLContext(seed: 1);

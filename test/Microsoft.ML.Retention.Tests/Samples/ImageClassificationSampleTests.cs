@@ -1,4 +1,5 @@
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
 using Spectre.Console;
 using ViRImageClassification;
@@ -15,6 +16,26 @@ public sealed class ImageClassificationSampleTests
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(text), Interactive = InteractionSupport.No, Ansi = AnsiSupport.No });
         console.Profile.Width = 240;
         return (console, text);
+    }
+
+    [TestMethod]
+    public void WithBFloat16TheRunComparesItWithFloat32()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
+        var (console, text) = TextConsole();
+        try
+        {
+            var report = TrainCommand.Run(new TrainSettings { MaxImagesPerClass = 12, Epochs = 2, BatchSize = 32, Output = output, Precision = ViRPrecision.BFloat16, Device = ViRDevice.Cpu }, console);
+            var comparison = report.Float32Comparison;
+            Assert.IsNotNull(comparison);
+            Assert.AreEqual(report.MicroAccuracy, comparison.BFloat16Accuracy, 1e-12, "the saved model scores in bfloat16");
+            Assert.IsTrue(comparison.Agreement is > 0.9 and <= 1, $"agreement {comparison.Agreement}");
+            StringAssert.Contains(text.ToString(), "BFloat16 against Float32");
+        }
+        finally
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        }
     }
 
     [TestMethod]
