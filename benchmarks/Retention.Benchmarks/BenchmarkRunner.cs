@@ -15,6 +15,7 @@ public static class BenchmarkRunner
         ("model", ModelSuite.Run),
         ("training", TrainingSuite.Run),
         ("mlnet", MLNetSuite.Run),
+        ("precision", PrecisionSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log)

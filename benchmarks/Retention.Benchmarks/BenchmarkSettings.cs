@@ -22,6 +22,11 @@ public sealed record BenchmarkSettings
     public int MaxViTResolutionAtBatch1 { get; init; } = 2048;
     public int[] ModelBatches { get; init; } = { 1, 8 };
     public int ModelChunkSize { get; init; } = Microsoft.ML.Retention.RetentionMath.ChunkSizes.Auto;
+    public (string Name, ViRConfig Config, int Batch, RetentionSettings Retention)[] PrecisionCases { get; init; } =
+    {
+        ("ViR-Ti", ViRConfig.Tiny, 8, new RetentionSettings(RetentionMode.Parallel)),
+        ("ViR-Ti", ViRConfig.Tiny with { ImageSize = 512 }, 8, new RetentionSettings(RetentionMode.Chunkwise)),
+    };
     public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
     {
         ("ViR-Mini 28²", ViRConfig.Mini, 64),
@@ -45,5 +50,6 @@ public sealed record BenchmarkSettings
         ModelBatches = new[] { 1, 2 },
         ModelChunkSize = 16,
         TrainingModels = new[] { ("tiny ViR 28²", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 4) },
+        PrecisionCases = new[] { ("tiny ViR", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 2, new RetentionSettings(RetentionMode.Chunkwise, 16)) },
     };
 }
