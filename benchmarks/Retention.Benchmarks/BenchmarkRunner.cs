@@ -16,6 +16,7 @@ public static class BenchmarkRunner
         ("training", TrainingSuite.Run),
         ("mlnet", MLNetSuite.Run),
         ("precision", PrecisionSuite.Run),
+        ("contention", ContentionSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log)

@@ -10,35 +10,13 @@ namespace Retention.Benchmarks;
 /// <summary>What ML.NET costs on top of the model: batched Transform and PredictionEngine against raw forward passes.</summary>
 public static class MLNetSuite
 {
-    private sealed class PixelRow
-    {
-        [VectorType(1, 28, 28)]
-        public float[] Pixels { get; set; } = Array.Empty<float>();
-        public uint Label { get; set; }
-    }
-
-    private sealed class ScoreRow
-    {
-        public float[] Score { get; set; } = Array.Empty<float>();
-    }
-
     public static ResultTable Run(BenchmarkSettings settings)
     {
         int rows = settings.Smoke ? 128 : 2048, batch = 64;
-        var random = new Random(1);
-        var data = Enumerable.Range(0, rows).Select(i => new PixelRow
-        {
-            Pixels = Enumerable.Range(0, 784).Select(_ => (float)random.NextDouble()).ToArray(),
-            Label = (uint)(i % 10),
-        }).ToList();
-
+        var data = SyntheticPixels.Rows(rows);
         var ml = new MLContext(seed: 1);
-        var view = ml.Data.LoadFromEnumerable(data);
-        var keyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(view).Transform(view);
-        using var model = ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options
-        {
-            FeatureColumnName = "Pixels", Architecture = ViRConfig.Mini, MaxEpoch = 1, BatchSize = batch, Device = ViRDevice.Cpu,
-        }).Fit(keyed);
+        var keyed = SyntheticPixels.Keyed(ml, data);
+        using var model = SyntheticPixels.Fit(ml, keyed, epochs: 1, batch);
 
         var table = new ResultTable("mlnet", $"ML.NET overhead: ViR-Mini on {rows} 28×28 images, batch {batch}", "path", "images/s", "÷ raw model");
         var all = tensor(data.SelectMany(r => r.Pixels).ToArray()).view(rows, 1, 28, 28);
@@ -62,7 +40,7 @@ public static class MLNetSuite
         double transformRate = rows / (transform.MedianMs / 1000);
         table.Add("IDataView Transform (batched)", transformRate, transformRate / rawRate);
 
-        using var engine = ml.Model.CreatePredictionEngine<PixelRow, ScoreRow>(model);
+        using var engine = ml.Model.CreatePredictionEngine<SyntheticPixels.PixelRow, SyntheticPixels.ScoreRow>(model);
         int single = Math.Min(rows, 256);
         var predict = Harness.Run(() => { for (int i = 0; i < single; i++) engine.Predict(data[i]); }, budgetSeconds: settings.BudgetSeconds);
         double predictRate = single / (predict.MedianMs / 1000);

@@ -2,13 +2,27 @@ using System.CommandLine;
 using Microsoft.ML.Retention.Native;
 using Retention.Benchmarks;
 
-// Benchmarks measure with the allocator tuning on, as the sample trains (docs/platform.md).
+// Benchmarks measure with the allocator tuning on, as the sample trains, and load libtorch as the library does (docs/platform.md).
 GlibcAllocatorTuning.Apply();
+TorchSharpNative.EnsureLoaded();
 
-var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
+var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };
 var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead and precision.") { suite, smoke, output, small };
 root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out));
+
+// The contention suite's other process: fits in a loop on the same cores.
+var seconds = new Option<int>("--seconds") { Description = "How long to keep fitting.", DefaultValueFactory = _ => 60 };
+var rows = new Option<int>("--rows") { Description = "Images to fit on.", DefaultValueFactory = _ => 2048 };
+var competingFit = new Command("competing-fit", "Fit ViR-Mini in a loop (the contention suite starts it as a second process).") { seconds, rows };
+competingFit.Hidden = true;
+competingFit.SetAction(parsed => ContentionSuite.CompetingFit(parsed.GetValue(seconds), parsed.GetValue(rows)));
+root.Subcommands.Add(competingFit);
+var fitEpochs = new Option<int>("--epochs") { Description = "Epochs to fit.", DefaultValueFactory = _ => 3 };
+var fitRate = new Command("fit-rate", "Fit ViR-Mini once and print the last epoch's images/s (the contention suite's child process).") { fitEpochs, rows };
+fitRate.Hidden = true;
+fitRate.SetAction(parsed => ContentionSuite.FitRate(parsed.GetValue(fitEpochs), parsed.GetValue(rows)));
+root.Subcommands.Add(fitRate);
 return root.Parse(args).Invoke();

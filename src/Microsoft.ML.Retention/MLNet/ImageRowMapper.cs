@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.Retention.Native;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
@@ -75,7 +76,7 @@ internal sealed class ImageRowMapper : IRowToRowMapper
             if (_scored is null || _scoredPosition != _input.Position)
             {
                 using var scope = NewDisposeScope();
-                _scored = _mapper._parent.Score(new[] { _readImage() });
+                _scored = SingleRowThreads.Run(() => _mapper._parent.Score(new[] { _readImage() }));
                 _scoredPosition = _input.Position;
             }
             return _scored;

@@ -5,15 +5,28 @@ using TorchSharp;
 namespace Microsoft.ML.Retention.Native;
 
 /// <summary>
-/// Loads TorchSharp's native library the way TorchSharp does, before TorchSharp does, so that a host that can't
-/// load it gets one exception naming the real cause and the fix. TorchSharp itself reports every failure as
-/// "doesn't contain a reference to libtorch-cpu-…", also when the package is there and only its loading failed.
+/// Loads libtorch for the library. Every call that needs it does so first: a fit, a model load, a model's constructor.
+/// An app may call <see cref="EnsureLoaded"/> at start, to fail fast, and before its own first TorchSharp call so that
+/// the OpenMP setting below applies.
+/// <list type="bullet">
+/// <item>It loads TorchSharp's native library the way TorchSharp does, before TorchSharp does, so that a host that can't
+/// load it gets one exception naming the real cause and the fix. TorchSharp itself reports every failure as "doesn't
+/// contain a reference to libtorch-cpu-…", also when the package is there and only its loading failed.</item>
+/// <item>Before that, unless the app set <c>OMP_WAIT_POLICY</c> or <c>GOMP_SPINCOUNT</c> itself, it sets
+/// <c>GOMP_SPINCOUNT=1000</c> for libtorch's OpenMP runtime: idle OpenMP threads spin 1,000 rounds (libgomp's own
+/// count for oversubscribed cores) instead of 300,000 before they sleep. When another process computes on the same
+/// cores, long spins take the cores from the threads that have work: a fit beside another fit kept 0.1× of its speed
+/// with the default and 0.46× with 1,000, at the same speed alone (docs/benchmarks.md).</item>
+/// </list>
 /// </summary>
-internal static class TorchSharpNative
+public static class TorchSharpNative
 {
+    /// <summary>The spin count set for libgomp unless the app set its own wait policy or spin count.</summary>
+    public const string OpenMPSpinCount = "1000";
+
     private static readonly Lazy<DllNotFoundException?> Failure = new(Load);
 
-    /// <summary>Throws <see cref="DllNotFoundException"/> with the cause when libtorch can't be loaded in this process.</summary>
+    /// <summary>Loads libtorch now; throws <see cref="DllNotFoundException"/> naming the cause and the fix when it can't be loaded.</summary>
     public static void EnsureLoaded()
     {
         if (Failure.Value is { } failure) throw new DllNotFoundException(failure.Message, failure.InnerException);
@@ -21,6 +34,7 @@ internal static class TorchSharpNative
 
     private static DllNotFoundException? Load()
     {
+        SetOpenMPSpinCountUnlessTheAppDid();
         var torchSharp = typeof(torch).Assembly;
         // TorchSharp loads torch_cpu first and LibTorchSharp second; do the same so the outcome is the one it would see.
         NativeLibrary.TryLoad("torch_cpu", torchSharp, null, out _);
@@ -34,6 +48,21 @@ internal static class TorchSharpNative
             return new DllNotFoundException(Explain(e.Message, TorchSharpVersion), e);
         }
     }
+
+    // libgomp reads its environment once, when libtorch loads it; .NET's own copy of the environment never reaches it.
+    private static void SetOpenMPSpinCountUnlessTheAppDid()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        foreach (var name in new[] { "OMP_WAIT_POLICY", "GOMP_SPINCOUNT" })
+            if (Environment.GetEnvironmentVariable(name) is not null || getenv(name) != IntPtr.Zero) return;
+        setenv("GOMP_SPINCOUNT", OpenMPSpinCount, 0);
+    }
+
+    [DllImport("libc")]
+    private static extern IntPtr getenv(string name);
+
+    [DllImport("libc")]
+    private static extern int setenv(string name, string value, int overwrite);
 
     private static string TorchSharpVersion => typeof(torch).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "";
 

@@ -92,6 +92,27 @@ public sealed class ServingTests
     }
 
     [TestMethod]
+    public void ASingleRowPredictionLeavesTheThreadsIntraOpThreadCountAsItWas()
+    {
+        var ml = new MLContext(seed: 1);
+        var model = TrainedChain(ml);
+        using var engine = ml.Model.CreatePredictionEngine<FashionMnist.ImageRow, FashionMnist.ScoreRow>(model);
+        int before = get_num_threads();
+        var expected = engine.Predict(Rows[0]).Score;
+        Assert.AreEqual(before, get_num_threads(), "the single-row thread count applies during the prediction only");
+        set_num_threads(1);
+        try
+        {
+            CollectionAssert.AreEqual(expected, engine.Predict(Rows[0]).Score, "one intra-op thread computes the same scores");
+            Assert.AreEqual(1, get_num_threads());
+        }
+        finally
+        {
+            set_num_threads(before);
+        }
+    }
+
+    [TestMethod]
     public void DisposeIsIdempotentAndADisposedCopyCannotBeUsed()
     {
         var ml = new MLContext(seed: 1);

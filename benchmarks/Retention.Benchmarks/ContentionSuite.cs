@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML;
+using Microsoft.ML.Retention.Training;
+
+namespace Retention.Benchmarks;
+
+/// <summary>
+/// Throughput when work competes for the cores: serving threads, each with its own PredictionEngine over one model, with
+/// and without the library's single-row thread policy; and a fit while another process fits on the same cores, with
+/// libgomp's default spin count and with the library's.
+/// </summary>
+public static class ContentionSuite
+{
+    private const string SingleRowThreads = "Microsoft.ML.Retention.SingleRowThreads";
+
+    public static ResultTable Run(BenchmarkSettings settings)
+    {
+        var table = new ResultTable("contention", "Contention: ViR-Mini images/s with other work on the same cores", "case", "policy", "images/s", "÷ alone");
+        var ml = new MLContext(seed: 1);
+        var rows = SyntheticPixels.Rows(settings.Smoke ? 64 : 2048);
+        using (var model = SyntheticPixels.Fit(ml, SyntheticPixels.Keyed(ml, rows), epochs: 1, batch: 64))
+        {
+            int predictions = settings.Smoke ? 40 : 400;
+            foreach (var (policy, threads) in new[] { ("libtorch's thread count", 0), ("1 intra-op thread per row (default)", 1) })
+            {
+                AppContext.SetData(SingleRowThreads, threads);
+                double alone = Serve(ml, model, rows, serving: 1, predictions);
+                double four = Serve(ml, model, rows, serving: 4, predictions / 4);
+                table.Add("PredictionEngine, 1 serving thread", policy, alone, 1.0);
+                table.Add("PredictionEngine, 4 serving threads", policy, four, four / alone);
+            }
+            AppContext.SetData(SingleRowThreads, null);
+        }
+
+        // Each fit runs in a process of its own, so that it starts libgomp with its spin count: libgomp's default (which
+        // the library leaves alone when the environment sets one), or the library's.
+        int epochs = settings.Smoke ? 1 : 3, fitRows = settings.Smoke ? 128 : 2048;
+        foreach (var (policy, spinCount) in new[] { ("libgomp's spin count (300,000)", "300000"), ("the library's (GOMP_SPINCOUNT=1000)", (string?)null) })
+        {
+            double alone = FitRateInChild(epochs, fitRows, spinCount);
+            using var other = Child(new[] { "competing-fit", "--seconds", settings.Smoke ? "20" : "120", "--rows", $"{fitRows}" }, spinCount);
+            Thread.Sleep(TimeSpan.FromSeconds(settings.Smoke ? 2 : 8)); // its start-up, so both really fit at once
+            double beside = FitRateInChild(epochs, fitRows, spinCount);
+            if (!other.HasExited) other.Kill(entireProcessTree: true);
+            table.Add("Fit alone", policy, alone, 1.0);
+            table.Add("Fit beside another process's fit", policy, beside, beside / alone);
+        }
+        table.Notes.Add($"{Environment.ProcessorCount} cores. Serving: each thread predicts with its own PredictionEngine (OwnsTransformer = false) over one model; " +
+            "rates are totals over all threads. Fit: ViR-Mini on {fitRows:N0} images, images/s of the last epoch, each in a process of its own; the other process runs the same fit in a loop.");
+        return table;
+    }
+
+    /// <summary>Fits once and prints the last epoch's images/s (the contention suite's child process).</summary>
+    public static int FitRate(int epochs, int rows)
+    {
+        var ml = new MLContext(seed: 1);
+        var last = default(ViREpochMetrics);
+        SyntheticPixels.Fit(ml, SyntheticPixels.Keyed(ml, SyntheticPixels.Rows(rows)), epochs, batch: 64, m => last = m).Dispose();
+        Console.WriteLine(last!.ImagesPerSecond.ToString(CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    /// <summary>Fits in a loop for <paramref name="seconds"/> seconds: the work the contention case competes with.</summary>
+    public static int CompetingFit(int seconds, int rows)
+    {
+        var ml = new MLContext(seed: 2);
+        var keyed = SyntheticPixels.Keyed(ml, SyntheticPixels.Rows(rows, seed: 2));
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed.TotalSeconds < seconds)
+            SyntheticPixels.Fit(ml, keyed, epochs: 1, batch: 64).Dispose();
+        return 0;
+    }
+
+    private static double FitRateInChild(int epochs, int rows, string? spinCount)
+    {
+        using var child = Child(new[] { "fit-rate", "--epochs", $"{epochs}", "--rows", $"{rows}" }, spinCount);
+        string output = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
+    }
+
+    private static Process Child(IEnumerable<string> args, string? spinCount)
+    {
+        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet") { RedirectStandardOutput = true };
+        start.ArgumentList.Add(typeof(ContentionSuite).Assembly.Location);
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        start.Environment.Remove("GOMP_SPINCOUNT");
+        start.Environment.Remove("OMP_WAIT_POLICY");
+        if (spinCount is not null) start.Environment["GOMP_SPINCOUNT"] = spinCount;
+        return Process.Start(start)!;
+    }
+
+    private static double Serve(MLContext ml, ITransformer model, List<SyntheticPixels.PixelRow> rows, int serving, int perThread)
+    {
+        var ready = new Barrier(serving + 1);
+        var threads = Enumerable.Range(0, serving).Select(t => new Thread(() =>
+        {
+            using var engine = ml.Model.CreatePredictionEngine<SyntheticPixels.PixelRow, SyntheticPixels.ScoreRow>(model, new PredictionEngineOptions { OwnsTransformer = false });
+            for (int i = 0; i < 10; i++) engine.Predict(rows[i]); // warm-up
+            ready.SignalAndWait();
+            for (int i = 0; i < perThread; i++) engine.Predict(rows[(t * perThread + i) % rows.Count]);
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        ready.SignalAndWait();
+        var watch = Stopwatch.StartNew();
+        threads.ForEach(t => t.Join());
+        return serving * perThread / watch.Elapsed.TotalSeconds;
+    }
+}
