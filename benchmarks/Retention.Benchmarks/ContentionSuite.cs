@@ -47,7 +47,7 @@ public static class ContentionSuite
             table.Add("Fit beside another process's fit", policy, beside, beside / alone);
         }
         table.Notes.Add($"{Environment.ProcessorCount} cores. Serving: each thread predicts with its own PredictionEngine (OwnsTransformer = false) over one model; " +
-            "rates are totals over all threads. Fit: ViR-Mini on {fitRows:N0} images, images/s of the last epoch, each in a process of its own; the other process runs the same fit in a loop.");
+            $"rates are totals over all threads. Fit: ViR-Mini on {fitRows:N0} images, images/s of the last epoch, each in a process of its own; the other process runs the same fit in a loop.");
         return table;
     }
 
