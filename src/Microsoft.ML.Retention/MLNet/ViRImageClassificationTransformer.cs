@@ -16,7 +16,7 @@ internal sealed record ViRColumns(string Features, string Score, string Predicte
 /// A trained ViR image classifier. It adds Score (class probabilities), PredictedLabel (a key with
 /// the label names) and, if asked for, the [class] embedding. <see cref="ITransformer.Transform"/>
 /// scores in batches; a PredictionEngine scores single rows. Choose the retention form with
-/// <see cref="WithRetentionMode"/>: every form gives the same scores.
+/// <see cref="WithRetentionMode"/> (every form gives the same scores) and the number format with <see cref="WithPrecision"/>.
 /// </summary>
 public sealed partial class ViRImageClassificationTransformer : ITransformer, IDisposable
 {
