@@ -4,10 +4,9 @@ namespace Microsoft.ML.Retention.Native;
 
 /// <summary>
 /// libtorch's intra-op threads for single-row predictions (PredictionEngine). One image is too little work to split:
-/// with all cores per call, serving threads oversubscribe the cores and their OpenMP threads spin against each other
-/// (4 serving threads fell to 0.7× of one thread's images/s on 2 cores; with one intra-op thread each they reached
-/// 1.7×, docs/benchmarks.md). Batched Transform and training keep libtorch's setting. An app sets another count with
-/// the AppContext switch <c>Microsoft.ML.Retention.SingleRowThreads</c> (0 leaves libtorch's setting alone).
+/// with all cores per call, the threads of one call wait on each other, and serving threads oversubscribe the cores
+/// (measured in docs/benchmarks.md, "Contention"). Batched Transform and training keep libtorch's setting. An app sets
+/// another count with the AppContext switch <c>Microsoft.ML.Retention.SingleRowThreads</c> (0 leaves libtorch's setting alone).
 /// </summary>
 internal static class SingleRowThreads
 {

@@ -15,8 +15,7 @@ namespace Microsoft.ML.Retention.Native;
 /// <item>Before that, unless the app set <c>OMP_WAIT_POLICY</c> or <c>GOMP_SPINCOUNT</c> itself, it sets
 /// <c>GOMP_SPINCOUNT=1000</c> for libtorch's OpenMP runtime: idle OpenMP threads spin 1,000 rounds (libgomp's own
 /// count for oversubscribed cores) instead of 300,000 before they sleep. When another process computes on the same
-/// cores, long spins take the cores from the threads that have work: a fit beside another fit kept 0.1× of its speed
-/// with the default and 0.46× with 1,000, at the same speed alone (docs/benchmarks.md).</item>
+/// cores, long spins take the cores from the threads that have work (measured in docs/benchmarks.md, "Contention").</item>
 /// </list>
 /// </summary>
 public static class TorchSharpNative
