@@ -85,6 +85,9 @@ public sealed class SilentFailureTests
         var fit = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => TinyFit.Fit(ml, interleaved, featureColumn: "Pixels"));
         StringAssert.Contains(fit.Message, "[28, 28, 3]");
         StringAssert.Contains(fit.Message, "interleavePixelColors: false");
+        StringAssert.Contains(fit.Message, "with { Channels = 28 }");
+        // The way out the message names: a vector of 28 planes, read as planar.
+        using (TinyFit.Fit(ml, interleaved, o => o.Architecture = o.Architecture with { Channels = 28 }, featureColumn: "Pixels")) { }
 
         using var model = TinyFit.Fit(ml, Pixels(interleave: false), featureColumn: "Pixels");
         Assert.AreEqual(3, model.Config.Channels);
