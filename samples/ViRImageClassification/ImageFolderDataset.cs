@@ -15,9 +15,18 @@ public sealed record ImageFolderDataset(IReadOnlyList<ImageFile> Train, IReadOnl
 {
     private static readonly HashSet<string> ImageExtensions = new(StringComparer.OrdinalIgnoreCase) { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp" };
 
-    /// <summary>Reads the folder; <paramref name="maxPerClass"/> caps the images per class and split (for quick runs).</summary>
-    public static ImageFolderDataset Load(string root, int maxPerClass = int.MaxValue)
+    /// <summary>
+    /// Reads the folder; <paramref name="maxPerClass"/> caps the images per class and split (for quick runs). With
+    /// <paramref name="tune"/>, every tenth training image of each class is the evaluation set and the test set is unread.
+    /// </summary>
+    public static ImageFolderDataset Load(string root, int maxPerClass = int.MaxValue, bool tune = false)
     {
+        if (tune)
+        {
+            var seen = new Dictionary<string, int>();
+            var tenth = Load(root, maxPerClass).Train.ToLookup(f => (seen[f.Label] = seen.GetValueOrDefault(f.Label) + 1) % 10 == 0);
+            return new ImageFolderDataset(tenth[false].ToList(), tenth[true].ToList(), "tuning split (every tenth training image)");
+        }
         if (!Directory.Exists(root)) throw new DirectoryNotFoundException($"Data folder '{root}' does not exist.");
         string train = Path.Combine(root, "train");
         string? evaluation = new[] { "val", "test" }.Select(s => Path.Combine(root, s)).FirstOrDefault(Directory.Exists);

@@ -23,17 +23,22 @@ var batchSize = new Option<int>("--batch-size") { Description = "Images per trai
 var mode = new Option<RetentionMode>("--mode") { Description = "Retention form the saved model predicts in: Parallel, Recurrent or Chunkwise (training uses Parallel; all give the same scores).", DefaultValueFactory = _ => RetentionMode.Chunkwise };
 var chunkSize = new Option<int>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count.", DefaultValueFactory = _ => ChunkSizes.Auto };
 var precision = new Option<ViRPrecision>("--precision") { Description = "Number format the saved model scores in: Float32 or BFloat16 (then the run also compares it with Float32).", DefaultValueFactory = _ => ViRPrecision.Float32 };
+var trainingPrecision = new Option<ViRPrecision>("--training-precision") { Description = "Number format of training's forward and backward passes: Float32, or BFloat16 (mixed precision, with Float32 master weights).", DefaultValueFactory = _ => ViRPrecision.Float32 };
 var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
 var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
 var stem = new Option<PatchStem?>("--stem") { Description = "How patches become tokens: Patchify or Convolutional. Default: the architecture's." };
 var learningRate = new Option<double>("--learning-rate") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
 var augment = new Option<bool>("--augment") { Description = "Random resized crops and flips during training (pays off over many epochs, not in short runs)." };
+var minCropScale = new Option<double>("--min-crop-scale") { Description = "With --augment: smallest random crop, as a fraction of the image area (1: no crop).", DefaultValueFactory = _ => 0.35 };
+var maxTranslation = new Option<double>("--max-translation") { Description = "With --augment: largest random shift, as a fraction of the image side.", DefaultValueFactory = _ => 0.0 };
+var randomErasing = new Option<double>("--random-erasing") { Description = "With --augment: fraction of images in which a random rectangle becomes noise.", DefaultValueFactory = _ => 0.0 };
+var tune = new Option<bool>("--tune") { Description = "Hold out every tenth training image for evaluation and leave the test set untouched (to choose hyperparameters)." };
 var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
 var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, device, output, augment, compare, maxPerClass,
+    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -48,11 +53,16 @@ root.SetAction(parsed =>
         BatchSize = parsed.GetValue(batchSize),
         Mode = parsed.GetValue(mode),
         Precision = parsed.GetValue(precision),
+        TrainingPrecision = parsed.GetValue(trainingPrecision),
         ChunkSize = parsed.GetValue(chunkSize),
         Device = parsed.GetValue(device),
         Output = parsed.GetValue(output)!,
         Compare = parsed.GetValue(compare),
         Augment = parsed.GetValue(augment),
+        MinCropScale = parsed.GetValue(minCropScale),
+        MaxTranslation = parsed.GetValue(maxTranslation),
+        RandomErasing = parsed.GetValue(randomErasing),
+        Tune = parsed.GetValue(tune),
         MaxImagesPerClass = parsed.GetValue(maxPerClass) ?? int.MaxValue,
     }, AnsiConsole.Console);
     return 0;

@@ -16,7 +16,7 @@ public static class TrainCommand
 {
     public static TrainReport Run(TrainSettings settings, IAnsiConsole console)
     {
-        var dataset = ImageFolderDataset.Load(settings.Data, settings.MaxImagesPerClass);
+        var dataset = ImageFolderDataset.Load(settings.Data, settings.MaxImagesPerClass, settings.Tune);
         console.MarkupLineInterpolated($"[bold]ViR image classification[/] on [blue]{settings.Data}[/]: {dataset.Train.Count} training and {dataset.Evaluation.Count} {dataset.EvaluationName} images, {dataset.ClassNames.Count} classes.");
         Directory.CreateDirectory(settings.Output);
 
@@ -43,7 +43,11 @@ public static class TrainCommand
             TrainingRetention = new RetentionSettings(RetentionMode.Parallel),
             PredictionRetention = new RetentionSettings(settings.Mode, settings.ChunkSize),
             PredictionPrecision = settings.Precision,
+            TrainingPrecision = settings.TrainingPrecision,
             Augment = settings.Augment,
+            MinCropScale = settings.MinCropScale,
+            MaxTranslation = settings.MaxTranslation,
+            RandomErasing = settings.RandomErasing,
             Device = settings.Device,
             ValidationSet = evaluation,
             MetricsCallback = epochs.Add,

@@ -34,10 +34,16 @@ public sealed record TrainSettings
     public RetentionMode Mode { get; init; } = RetentionMode.Chunkwise;
     public int ChunkSize { get; init; } = ChunkSizes.Auto;
     public ViRPrecision Precision { get; init; } = ViRPrecision.Float32;
+    public ViRPrecision TrainingPrecision { get; init; } = ViRPrecision.Float32;
     public ViRDevice Device { get; init; } = ViRDevice.Auto;
     public string Output { get; init; } = "vir-output";
     public bool Compare { get; init; }
     public bool Augment { get; init; }
+    public double MinCropScale { get; init; } = 0.35;
+    public double MaxTranslation { get; init; }
+    public double RandomErasing { get; init; }
+    /// <summary>Evaluate on every tenth training image instead of the test set (for choosing hyperparameters).</summary>
+    public bool Tune { get; init; }
     public int MaxImagesPerClass { get; init; } = int.MaxValue;
 }
 

@@ -78,6 +78,12 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>Flips half the training images horizontally (when <see cref="Augment"/> is on).</summary>
         public bool HorizontalFlip = true;
 
+        /// <summary>
+        /// The fraction of training images in which a random rectangle (2–33 % of the area) is replaced by noise, after
+        /// the other augmentations (when <see cref="Augment"/> is on); 0 turns it off.
+        /// </summary>
+        public double RandomErasing;
+
         // ---- Retention ----
 
         /// <summary>How retention is computed in training: Parallel or Chunkwise (their gradients agree).</summary>
@@ -88,6 +94,13 @@ public sealed partial class ViRImageClassificationTrainer
 
         /// <summary>The number format the trained transformer scores in (change it later with WithPrecision).</summary>
         public ViRPrecision PredictionPrecision = ViRPrecision.Float32;
+
+        /// <summary>
+        /// The number format of training's forward and backward passes. BFloat16 is mixed precision: a bfloat16 copy of
+        /// the weights computes, while the fp32 weights and the AdamW state take the updates. Devices without native
+        /// bfloat16 train in Float32, with a warning.
+        /// </summary>
+        public ViRPrecision TrainingPrecision = ViRPrecision.Float32;
 
         // ---- Validation ----
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.MLNetInternals;
 using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.Native;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
 using Microsoft.ML.Runtime;
@@ -82,7 +83,10 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         {
             using var progress = _host.StartProgressChannel("Training ViR");
             var observer = new ChannelTrainingObserver(_host, channel, progress, _options);
-            new TrainingLoop(model, TrainingSettings(seed), device, observer).Run(train, validation);
+            var precision = _options.TrainingPrecision == ViRPrecision.BFloat16
+                ? ViRImageClassificationTransformer.ResolveBFloat16(BFloat16Support.On(device), _host, "training")
+                : ViRPrecision.Float32;
+            new TrainingLoop(model, TrainingSettings(seed, precision), device, observer).Run(train, validation);
             if (trainData.SkippedRows > 0) channel.Warning($"{trainData.SkippedRows} training rows were skipped because their image could not be read.");
         }
         catch
@@ -155,12 +159,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return config;
     }
 
-    private TrainingSettings TrainingSettings(int seed)
+    private TrainingSettings TrainingSettings(int seed, ViRPrecision precision)
     {
         var o = _options;
-        var augmentation = o.Augment ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, seed) : null;
+        var augmentation = o.Augment ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, seed) : null;
         return new(o.MaxEpoch, o.BatchSize, o.LearningRate, o.WeightDecay, o.WarmupEpochs, o.LabelSmoothing, o.GradientClipNorm,
-            o.TrainingRetention, seed, augmentation, o.EarlyStopping);
+            o.TrainingRetention, precision, seed, augmentation, o.EarlyStopping);
     }
 
     /// <summary>The label's class names, from its key values; throws unless it is a key column of two or more classes.</summary>
@@ -236,9 +240,11 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.GradientClipNorm >= 0, nameof(o.GradientClipNorm), "0 (off) or more", o.GradientClipNorm);
         Require(o.MinCropScale is > 0 and <= 1, nameof(o.MinCropScale), "in (0, 1]", o.MinCropScale);
         Require(o.MaxTranslation is >= 0 and < 0.5, nameof(o.MaxTranslation), "in [0, 0.5)", o.MaxTranslation);
+        Require(o.RandomErasing is >= 0 and <= 1, nameof(o.RandomErasing), "in [0, 1]", o.RandomErasing);
         Require(o.Architecture is not null, nameof(o.Architecture), "a ViRConfig (a preset such as ViRConfig.Tiny)", o.Architecture);
         Require(o.TrainingRetention.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetention), "Parallel or Chunkwise", o.TrainingRetention);
         Require(Enum.IsDefined(o.PredictionPrecision), nameof(o.PredictionPrecision), "Float32 or BFloat16", o.PredictionPrecision);
+        Require(Enum.IsDefined(o.TrainingPrecision), nameof(o.TrainingPrecision), "Float32 or BFloat16", o.TrainingPrecision);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);

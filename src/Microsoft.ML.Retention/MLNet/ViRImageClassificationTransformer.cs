@@ -97,17 +97,17 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, Retention, precision, BatchSize);
     }
 
-    private static int _fallbackWarned;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> FallbackWarned = new();
 
-    /// <summary>BFloat16 where the device has it; else Float32, with one warning per process.</summary>
-    internal static ViRPrecision ResolveBFloat16(bool deviceHasBFloat16, IHost host)
+    /// <summary>BFloat16 where the device has it; else Float32, with one warning per use (scoring, training) and process.</summary>
+    internal static ViRPrecision ResolveBFloat16(bool deviceHasBFloat16, IHost host, string use = "scoring")
     {
         if (deviceHasBFloat16) return ViRPrecision.BFloat16;
-        if (Interlocked.Exchange(ref _fallbackWarned, 1) == 0)
+        if (FallbackWarned.TryAdd(use, true))
         {
             using var channel = host.Start(nameof(ViRPrecision));
-            channel.Warning("BFloat16 scoring was asked for, but this device has no native bfloat16 (AVX512-BF16 or AMX on x86, " +
-                "bf16 on Arm); scoring in Float32 instead, which is faster there.");
+            channel.Warning($"BFloat16 {use} was asked for, but this device has no native bfloat16 (AVX512-BF16 or AMX on x86, " +
+                $"bf16 on Arm); {use} in Float32 instead, which is faster there.");
         }
         return ViRPrecision.Float32;
     }

@@ -82,8 +82,12 @@ public static class RetentionOps
             // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D]. States add up
             // across chunks, so they do so in StateType (float32 for bfloat16 or half inputs); one rounding back follows.
             var chunkStates = (kc * decay.KeyDecay(c, type, device).unsqueeze(1)).transpose(-1, -2).matmul(vc).to(StateType(q));
-            var entering = EnteringStates(chunkStates, decay, c).to(type);
-            output = output.add_((qc * decay.QueryDecay(c, scale, type, device).unsqueeze(1)).matmul(entering));
+            // The query decay scales rows, so it multiplies q·S rather than a copy of q.
+            var queryDecay = decay.QueryDecay(c, scale, type, device);
+            if (chunks > MaxChunksForCrossChunkMatmul && !Tracking(q, k, v))
+                AddEnteringStatesInPlace(output, qc, chunkStates, queryDecay, decay, c);
+            else
+                output = output.addcmul_(qc.matmul(EnteringStates(chunkStates, decay, c).to(type)), queryDecay.unsqueeze(1), 1);
         }
 
         output = output.view(b, h, chunks * c, d);
@@ -113,6 +117,25 @@ public static class RetentionOps
         return stack(states, 2);
     }
 
+    /// <summary>
+    /// Without autograd and with many chunks: one running state, with each chunk's term <c>(q·S)·decay</c> added to its
+    /// output in place, so the entering states [B, H, nC, D, D] are never stored.
+    /// </summary>
+    private static void AddEnteringStatesInPlace(Tensor output, Tensor qc, Tensor chunkStates, Tensor queryDecay, RetentionDecay decay, long c)
+    {
+        long chunks = chunkStates.shape[2];
+        var chunkDecay = decay.ChunkDecay(c, chunkStates.dtype, chunkStates.device).view(1, -1, 1, 1);
+        var state = chunkStates.select(2, 0).clone();
+        for (long i = 1; i < chunks; i++)
+        {
+            using var step = NewDisposeScope();
+            if (i > 1) state.mul_(chunkDecay).add_(chunkStates.select(2, i - 1));
+            output.select(2, i).addcmul_(qc.select(2, i).matmul(state.to(qc.dtype)), queryDecay, 1);
+        }
+    }
+
+    private static bool Tracking(Tensor q, Tensor k, Tensor v) => is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad);
+
     /// <inheritdoc cref="Recurrent(Tensor, Tensor, Tensor, Tensor)"/>
     internal static Tensor Recurrent(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {
@@ -123,9 +146,8 @@ public static class RetentionOps
         // One state carries every token, so the whole form runs in StateType (float32 for bfloat16 or half inputs).
         var type = StateType(q);
         var gamma = decay.Gamma(type, q.device).view(1, -1, 1, 1);
-        bool tracking = is_grad_enabled() && (q.requires_grad || k.requires_grad || v.requires_grad);
         var (qs, ks, vs) = (q.to(type), k.to(type), v.to(type));
-        var output = tracking ? RecurrentWithAutograd(qs, ks, vs, gamma, Scale(q)) : RecurrentInPlace(qs, ks, vs, gamma, Scale(q));
+        var output = Tracking(q, k, v) ? RecurrentWithAutograd(qs, ks, vs, gamma, Scale(q)) : RecurrentInPlace(qs, ks, vs, gamma, Scale(q));
         return output.to(q.dtype).MoveToOuterDisposeScope();
     }
 

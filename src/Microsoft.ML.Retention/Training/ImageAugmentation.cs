@@ -4,20 +4,22 @@ namespace Microsoft.ML.Retention.Training;
 
 /// <summary>
 /// Random resized crop, random translation and horizontal flip, per image, drawn from a seeded generator
-/// and applied to the whole batch as one affine resampling.
+/// and applied to the whole batch as one affine resampling; then random erasing (Zhong et al. 2017).
 /// </summary>
 internal sealed class ImageAugmentation
 {
     private readonly double _minScale;
     private readonly double _maxTranslation;
     private readonly bool _flip;
+    private readonly double _erasing;
     private readonly Random _random;
 
-    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, int seed)
+    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, double randomErasing, int seed)
     {
         _minScale = minCropScale;
         _maxTranslation = maxTranslation;
         _flip = horizontalFlip;
+        _erasing = randomErasing;
         _random = new Random(seed);
     }
 
@@ -40,8 +42,34 @@ internal sealed class ImageAugmentation
         var affine = tensor(theta, new[] { batch, 2L, 3L }, dtype: images.dtype, device: images.device);
         var grid = nn.functional.affine_grid(affine, images.shape, align_corners: false);
         // Border padding repeats the edge, which for most photos and scans is background.
-        return nn.functional.grid_sample(images, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false)
-            .MoveToOuterDisposeScope();
+        var augmented = nn.functional.grid_sample(images, grid, GridSampleMode.Bilinear, GridSamplePaddingMode.Border, align_corners: false);
+        if (_erasing > 0) augmented = Erase(augmented);
+        return augmented.MoveToOuterDisposeScope();
+    }
+
+    // With probability _erasing, a rectangle of 2–33 % of the image, aspect ratio in [0.3, 3.3], becomes uniform noise in [0, 1].
+    private Tensor Erase(Tensor images)
+    {
+        long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
+        var mask = new bool[batch * h * w];
+        for (long i = 0; i < batch; i++)
+        {
+            if (_random.NextDouble() >= _erasing) continue;
+            for (int attempt = 0; attempt < 10; attempt++)
+            {
+                double area = h * w * (0.02 + (1.0 / 3 - 0.02) * _random.NextDouble());
+                double ratio = Math.Exp(Math.Log(0.3) + (Math.Log(1 / 0.3) - Math.Log(0.3)) * _random.NextDouble());
+                long ew = (long)Math.Round(Math.Sqrt(area * ratio)), eh = (long)Math.Round(Math.Sqrt(area / ratio));
+                if (ew < 1 || eh < 1 || ew > w || eh > h) continue;
+                long top = _random.NextInt64(h - eh + 1), left = _random.NextInt64(w - ew + 1);
+                for (long y = top; y < top + eh; y++) Array.Fill(mask, true, (int)((i * h + y) * w + left), (int)ew);
+                break;
+            }
+        }
+        var erased = tensor(mask, new[] { batch, 1L, h, w }, device: images.device);
+        using var generator = new Generator((ulong)_random.NextInt64());
+        var noise = rand(images.shape, images.dtype, generator: generator).to(images.device);
+        return where(erased, noise, images);
     }
 
     // A shift of up to ±maxTranslation of the image, in normalized coordinates (the image spans 2).

@@ -37,11 +37,13 @@ internal sealed class TrainingLoop
         long step = 0;
 
         using var optimizer = CreateOptimizer();
+        using var replica = _settings.Precision == ViRPrecision.BFloat16 ? new BFloat16Replica(_model, _device) : null;
+        var network = replica?.Model ?? _model;
         try
         {
             for (int epoch = 1; epoch <= _settings.MaxEpoch; epoch++)
             {
-                _model.train();
+                network.train();
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 double lossSum = 0, lr = 0;
                 long correct = 0, seen = 0, stepInEpoch = 0;
@@ -58,7 +60,8 @@ internal sealed class TrainingLoop
                         var x = images.to(_device);
                         if (augmentation is not null) x = augmentation.Apply(x);
                         var y = labels.to(_device);
-                        var logits = _model.forward(x, _settings.Retention);
+                        replica?.PullWeights();
+                        var logits = network.forward(replica is null ? x : x.to(ScalarType.BFloat16), _settings.Retention).to(ScalarType.Float32);
                         var loss = nn.functional.cross_entropy(logits, y, label_smoothing: _settings.LabelSmoothing);
                         double lossValue = loss.ToDouble();
                         if (!double.IsFinite(lossValue))
@@ -68,6 +71,7 @@ internal sealed class TrainingLoop
 
                         optimizer.zero_grad();
                         loss.backward();
+                        replica?.PushGradients();
                         if (_settings.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.parameters(), _settings.GradientClipNorm);
                         optimizer.step();
 
@@ -82,6 +86,7 @@ internal sealed class TrainingLoop
                     }
                 }
                 double imagesPerSecond = seen / Math.Max(1e-9, watch.Elapsed.TotalSeconds);
+                replica?.PushBuffers();
 
                 var (valLoss, valAccuracy) = validation is null ? (null, null) : Evaluate(validation);
                 var metrics = new ViREpochMetrics(epoch, step, lossSum / Math.Max(1, seen), (double)correct / Math.Max(1, seen),

@@ -13,7 +13,7 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(4);
-        var augmented = new ImageAugmentation(minCropScale: 1, maxTranslation: 0, horizontalFlip: false, seed: 1).Apply(images);
+        var augmented = new ImageAugmentation(minCropScale: 1, maxTranslation: 0, horizontalFlip: false, randomErasing: 0, seed: 1).Apply(images);
         TensorAssert.AreClose(images, augmented, 1e-5, "identity augmentation");
     }
 
@@ -22,7 +22,7 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(64);
-        var augmented = new ImageAugmentation(1, 0, horizontalFlip: true, seed: 2).Apply(images);
+        var augmented = new ImageAugmentation(1, 0, horizontalFlip: true, randomErasing: 0, seed: 2).Apply(images);
         int flipped = 0;
         for (int i = 0; i < 64; i++)
         {
@@ -41,7 +41,7 @@ public sealed class ImageAugmentationTests
         // One bright pixel in the middle of each image: its position after the shift is the shift.
         var images = zeros(64, 1, 28, 28);
         images[.., .., 14, 14] = tensor(1f);
-        var augmented = new ImageAugmentation(1, maxTranslation: 0.1, horizontalFlip: false, seed: 3).Apply(images);
+        var augmented = new ImageAugmentation(1, maxTranslation: 0.1, horizontalFlip: false, randomErasing: 0, seed: 3).Apply(images);
         var columns = arange(28, float32);
         double largest = 0;
         for (int i = 0; i < 64; i++)
@@ -62,9 +62,33 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(8);
-        var first = new ImageAugmentation(0.5, 0.1, true, seed: 4).Apply(images);
-        var second = new ImageAugmentation(0.5, 0.1, true, seed: 4).Apply(images);
+        var first = new ImageAugmentation(0.5, 0.1, true, 0.5, seed: 4).Apply(images);
+        var second = new ImageAugmentation(0.5, 0.1, true, 0.5, seed: 4).Apply(images);
         Assert.IsTrue(first.equal(second).all().ToBoolean(), "the same seed gave different augmentations");
         Assert.IsFalse(first.allclose(images), "crop, shift and flip left every image unchanged");
+    }
+
+    [TestMethod]
+    public void RandomErasingReplacesOneRectangleInAboutTheAskedShareOfImages()
+    {
+        using var scope = NewDisposeScope();
+        var images = full(200, 1, 28, 28, 2f); // outside the noise's [0, 1], so every erased pixel shows
+        var augmented = new ImageAugmentation(1, 0, horizontalFlip: false, randomErasing: 0.5, seed: 5).Apply(images);
+        int erasedImages = 0;
+        for (int i = 0; i < 200; i++)
+        {
+            var erased = augmented[i, 0].lt(1.5f);
+            long pixels = erased.sum().ToInt64();
+            if (pixels == 0) continue;
+            erasedImages++;
+            // The erased pixels form one rectangle of 2–33 % of the image.
+            var rows = erased.any(1).nonzero().flatten();
+            var columns = erased.any(0).nonzero().flatten();
+            long height = rows[-1].ToInt64() - rows[0].ToInt64() + 1, width = columns[-1].ToInt64() - columns[0].ToInt64() + 1;
+            Assert.AreEqual(height * width, pixels, $"image {i}: the erased pixels are not one filled rectangle");
+            Assert.IsTrue(pixels >= 0.02 * 784 - 28 && pixels <= 784 / 3.0 + 28, $"image {i}: {pixels} pixels erased");
+            Assert.IsTrue(augmented[i, 0].masked_select(erased).ge(0).all().ToBoolean(), $"image {i}: the noise is not in [0, 1]");
+        }
+        Assert.IsTrue(erasedImages is > 70 and < 130, $"{erasedImages} of 200 images were erased, asked for half");
     }
 }
