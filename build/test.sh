@@ -8,6 +8,9 @@ configuration="${CONFIGURATION:-Release}"
 results="artifacts/test-results"
 rm -rf "$results"
 
+# The PyTorch twin's tests need Debian's python3-torch (docs/scale-out.md).
+./build/get-python-torch.sh
+
 dotnet build Retention.MLNet.sln -c "$configuration" -nologo -v minimal
 set +e
 dotnet test Retention.MLNet.sln -c "$configuration" --no-build -nologo \

@@ -58,6 +58,14 @@ public sealed partial class ViRImageClassificationTrainer
         /// <summary>Clips the global gradient norm to this value; 0 turns clipping off.</summary>
         public double GradientClipNorm = 1.0;
 
+        /// <summary>
+        /// A safetensors checkpoint to start from instead of random weights: one written by
+        /// <see cref="ViRImageClassificationTransformer.SaveWeights"/> or the PyTorch twin, or a timm ViT checkpoint
+        /// (<see cref="ViRCheckpoint"/>). <see cref="Architecture"/> must describe its model. Every tensor is loaded, except
+        /// a head whose class count differs from the label's, which is newly initialised (the log says so).
+        /// </summary>
+        public string? InitialWeights;
+
         // ---- Augmentation ----
 
         /// <summary>

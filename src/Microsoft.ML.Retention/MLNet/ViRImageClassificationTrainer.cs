@@ -75,6 +75,19 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
 
         manual_seed(seed);
         var model = new ViRModel(config);
+        if (_options.InitialWeights is { } initial)
+        {
+            try
+            {
+                bool headReplaced = ViRCheckpoint.LoadInto(model, initial);
+                channel.Info($"Starting from the weights in '{initial}'" + (headReplaced ? $", with a new head for {config.NumClasses} classes." : "."));
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
         model.to(device);
         channel.Info($"Training ViR (dim {config.Dim}, depth {config.Depth}, heads {config.Heads}, " +
             $"{config.ImageHeight}×{config.ImageWidth}×{config.Channels}, {config.NumClasses} classes) on {train.Count} images, device {device.type}.");
@@ -245,6 +258,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.TrainingRetention.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetention), "Parallel or Chunkwise", o.TrainingRetention);
         Require(Enum.IsDefined(o.PredictionPrecision), nameof(o.PredictionPrecision), "Float32 or BFloat16", o.PredictionPrecision);
         Require(Enum.IsDefined(o.TrainingPrecision), nameof(o.TrainingPrecision), "Float32 or BFloat16", o.TrainingPrecision);
+        Require(o.InitialWeights is null || File.Exists(o.InitialWeights), nameof(o.InitialWeights), "null or an existing safetensors file", o.InitialWeights);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);

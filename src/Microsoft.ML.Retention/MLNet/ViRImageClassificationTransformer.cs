@@ -126,6 +126,23 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         return builder.ToSchema();
     }
 
+    /// <summary>
+    /// Writes the weights, the config and the class names as safetensors with timm's tensor names
+    /// (<see cref="ViRCheckpoint"/>), for PyTorch: the <c>python/vir</c> twin loads them with identical logits.
+    /// </summary>
+    public void SaveWeights(string path)
+    {
+        ThrowIfDisposed();
+        using var use = _shared.Use() ?? throw DisposedError();
+        ViRCheckpoint.Save(Model, path, LabelNames);
+    }
+
+    /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>
+    internal static ViRImageClassificationTransformer FromModel(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames,
+        string featureColumnName, RetentionSettings retention) =>
+        new(env, model, labelNames, new ViRColumns(featureColumnName, "Score", "PredictedLabel", null), retention, ViRPrecision.Float32,
+            new ViRImageClassificationTrainer.Options().BatchSize);
+
     /// <inheritdoc/>
     public IDataView Transform(IDataView input)
     {

@@ -13,6 +13,9 @@ internal static class MLNetHost
     public static IHostEnvironment Environment(MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog) =>
         ((IInternalCatalog)catalog).Environment;
 
+    /// <summary>The MLContext behind <c>mlContext.Model</c>.</summary>
+    public static IHostEnvironment Environment(ModelOperationsCatalog catalog) => ((IInternalCatalog)catalog).Environment;
+
     /// <summary>The seed given to <c>new MLContext(seed)</c>, if any.</summary>
     public static int? Seed(IHostEnvironment host) => (host as IHostEnvironmentInternal)?.Seed;
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
@@ -18,15 +17,13 @@ public sealed class PackageConsumerTests
 #else
     private const string Configuration = "Release";
 #endif
-    private static readonly TimeSpan CommandTimeout = TimeSpan.FromMinutes(5);
-
     private static string _work = "";
     private static string _properties = "";
     private static string _appOutput = "";
-    private static ProcessResult _appRun = null!;
+    private static TestProcess.Result _appRun = null!;
     private static string _cachedNativeHashBeforeBuild = "";
 
-    private static string RepoRoot { get; } = FindRepoRoot();
+    private static string RepoRoot => TestProcess.RepoRoot;
     private static string CachedNativeLibrary { get; } = Path.Combine(NuGetPackagesFolder, "torchsharp", TorchSharpVersion, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
     private static string TorchSharpVersion => typeof(torch).Assembly.GetName().Version is { } v ? $"{v.Major}.{v.Minor}.{v.Build}" : "";
     private static string NuGetPackagesFolder => Environment.GetEnvironmentVariable("NUGET_PACKAGES")
@@ -176,7 +173,7 @@ public sealed class PackageConsumerTests
     }
 
     /// <summary>Runs a hard-linked copy of the built app whose libLibTorchSharp.so was removed, then replaced by <paramref name="replace"/>.</summary>
-    private static ProcessResult RunCopyOfTheApp(string name, Action<string> replace)
+    private static TestProcess.Result RunCopyOfTheApp(string name, Action<string> replace)
     {
         _appRun.AssertSucceeded("the app");
         string copy = Path.Combine(_work, name);
@@ -217,13 +214,6 @@ public sealed class PackageConsumerTests
             .FirstOrDefault(File.Exists) is { } libstdcxx
         && File.ReadAllBytes(libstdcxx).AsSpan().IndexOf("GLIBCXX_3.4.32\0"u8) < 0;
 
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Retention.MLNet.sln"))) return dir.FullName;
-        throw new InvalidOperationException($"No Retention.MLNet.sln above {AppContext.BaseDirectory}.");
-    }
-
     private static void CopyDirectory(string from, string to)
     {
         foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
@@ -234,36 +224,7 @@ public sealed class PackageConsumerTests
         }
     }
 
-    private static string Quote(string arg) => $"\"{arg}\"";
+    private static TestProcess.Result Run(string file, string arguments, string workingDirectory) => TestProcess.Run(file, arguments, workingDirectory);
 
-    private sealed record ProcessResult(string Command, int ExitCode, string Stdout, string Stderr)
-    {
-        public void AssertSucceeded(string what) =>
-            Assert.AreEqual(0, ExitCode, $"{what} failed ({Command}):\n{Stdout}\n{Stderr}");
-    }
-
-    /// <summary>Runs a command as a user's shell would: none of the test host's MSBuild settings leak into it.</summary>
-    private static ProcessResult Run(string file, string arguments, string workingDirectory)
-    {
-        var start = new ProcessStartInfo(file, arguments)
-        {
-            WorkingDirectory = workingDirectory,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var key in start.Environment.Keys.Where(k => k.StartsWith("MSBUILD", StringComparison.OrdinalIgnoreCase) || k == "NUGET_PACKAGES").ToList())
-            start.Environment.Remove(key);
-        start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        start.Environment["DOTNET_NOLOGO"] = "1";
-
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(CommandTimeout))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"'{file} {arguments}' did not finish within {CommandTimeout}.");
-        }
-        return new ProcessResult($"{file} {arguments}", process.ExitCode, stdout.Result, stderr.Result);
-    }
+    private static string Quote(string arg) => TestProcess.Quote(arg);
 }

@@ -1,0 +1,59 @@
+"""Images from an ImageNet-style folder (root/<label>/<image>, or root/train/<label>/<image>), preprocessed as the
+library does: grayscale by ITU-R 601 luma (1 channel) or RGB, resized bilinearly with antialiasing, scaled to [-1, 1]."""
+import os
+
+import torch
+from PIL import Image
+
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def image_files(root: str):
+    """Sorted (path, label) pairs and the sorted class names."""
+    if os.path.isdir(os.path.join(root, "train")):
+        root = os.path.join(root, "train")
+    labels = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    files = [(os.path.join(root, label, f), label) for label in labels
+             for f in sorted(os.listdir(os.path.join(root, label))) if os.path.splitext(f)[1].lower() in EXTENSIONS]
+    if not files:
+        raise FileNotFoundError(f"No images in {root!r}: expected <label>/<image>.png subfolders.")
+    return files, labels
+
+
+def load_image(path: str, config) -> torch.Tensor:
+    """[C, H, W] float32 in [-1, 1], as the library's image column makes it."""
+    with Image.open(path) as image:
+        rgb = image.convert("RGBA" if config.Channels == 4 else "RGB")
+        planes = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, -1).permute(2, 0, 1).float() / 255
+    if config.Channels == 1:
+        planes = (0.299 * planes[0] + 0.587 * planes[1] + 0.114 * planes[2]).unsqueeze(0)
+    elif config.Channels != planes.shape[0]:
+        raise ValueError(f"The model has {config.Channels} channels; images can feed 1, 3 or 4.")
+    planes = (planes - 0.5) / 0.5
+    if planes.shape[1:] != (config.ImageHeight, config.ImageWidth):
+        planes = torch.nn.functional.interpolate(planes[None], size=(config.ImageHeight, config.ImageWidth), mode="bilinear",
+                                                 align_corners=False, antialias=True)[0]
+    return planes
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    def __init__(self, root: str, config, max_per_class: int = None):
+        files, self.classes = image_files(root)
+        if max_per_class is not None:
+            kept, counts = [], {}
+            for path, label in files:
+                counts[label] = counts.get(label, 0) + 1
+                if counts[label] <= max_per_class:
+                    kept.append((path, label))
+            files = kept
+        self.files = files
+        self.config = config
+        self.index = {label: i for i, label in enumerate(self.classes)}
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        path, label = self.files[i]
+        return load_image(path, self.config), self.index[label]
+

@@ -1,0 +1,46 @@
+using Microsoft.ML.Retention.MLNetInternals;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>Adds <c>LoadViRWeights(...)</c> to <c>mlContext.Model</c>: a ViR trained elsewhere, ready to score and to save as model.zip.</summary>
+public static class ViRCheckpointCatalog
+{
+    /// <summary>
+    /// A ViR image classifier from a safetensors checkpoint written by <see cref="ViRImageClassificationTransformer.SaveWeights"/>,
+    /// <see cref="ViRCheckpoint.Save"/> or the PyTorch twin (<c>python/vir</c>). It reads images from
+    /// <paramref name="featureColumnName"/> and adds Score and PredictedLabel, like a fitted trainer's transformer; save it with
+    /// <c>mlContext.Model.Save</c>. Dispose it when done.
+    /// </summary>
+    /// <param name="catalog">The model operations catalog.</param>
+    /// <param name="path">The safetensors file; its metadata must hold the config.</param>
+    /// <param name="labelNames">The class names in the order of the head's outputs; null takes them from the checkpoint's metadata.</param>
+    /// <param name="featureColumnName">The image column.</param>
+    /// <param name="retention">How retention is computed when scoring; the default is the parallel form.</param>
+    /// <exception cref="InvalidDataException">The checkpoint does not fit its config, or has no class names and none were given.</exception>
+    /// <exception cref="ArgumentException">The class names do not match the head's class count.</exception>
+    public static ViRImageClassificationTransformer LoadViRWeights(this ModelOperationsCatalog catalog, string path,
+        IReadOnlyList<string>? labelNames = null, string featureColumnName = "Image", RetentionSettings retention = default)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentException.ThrowIfNullOrWhiteSpace(featureColumnName);
+        var model = ViRCheckpoint.Load(path, out var stored);
+        try
+        {
+            var labels = labelNames ?? stored ?? throw new InvalidDataException(
+                $"'{path}' has no class names in its metadata ('{ViRCheckpoint.LabelsKey}'); pass labelNames, one per output of the head ({model.Config.NumClasses}).");
+            if (labels.Count != model.Config.NumClasses)
+                throw new ArgumentException($"labelNames must have one name per output of the head, {model.Config.NumClasses}, but it has {labels.Count}.", nameof(labelNames));
+            if (labels.Count < 2)
+                throw new ArgumentException($"A classifier needs at least 2 classes, but the checkpoint's head has {labels.Count}.", nameof(labelNames));
+            return ViRImageClassificationTransformer.FromModel(MLNetHost.Environment(catalog), model, labels.ToArray(), featureColumnName, retention);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+}
