@@ -39,10 +39,11 @@ public static class SyntheticPixels
     }
 
     /// <summary>Fits ViR-Mini on the rows; <paramref name="metrics"/> hears every epoch.</summary>
-    public static ViRImageClassificationTransformer Fit(MLContext ml, IDataView keyed, int epochs, int batch, Action<ViREpochMetrics>? metrics = null) =>
+    public static ViRImageClassificationTransformer Fit(MLContext ml, IDataView keyed, int epochs, int batch, Action<ViREpochMetrics>? metrics = null,
+        ViRPrecision precision = ViRPrecision.Float32) =>
         ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options
         {
             FeatureColumnName = "Pixels", Architecture = ViRConfig.Mini, MaxEpoch = epochs, BatchSize = batch, Device = ViRDevice.Cpu,
-            MetricsCallback = metrics,
+            MetricsCallback = metrics, TrainingPrecision = precision,
         }).Fit(keyed);
 }

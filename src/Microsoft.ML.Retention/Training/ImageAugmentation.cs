@@ -47,7 +47,8 @@ internal sealed class ImageAugmentation
         return augmented.MoveToOuterDisposeScope();
     }
 
-    // With probability _erasing, a rectangle of 2–33 % of the image, aspect ratio in [0.3, 3.3], becomes uniform noise in [0, 1].
+    // With probability _erasing, a rectangle of 2–33 % of the image, aspect ratio in [0.3, 3.3], becomes uniform noise over the
+    // library's pixel range, [-1, 1].
     private Tensor Erase(Tensor images)
     {
         long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
@@ -68,7 +69,7 @@ internal sealed class ImageAugmentation
         }
         var erased = tensor(mask, new[] { batch, 1L, h, w }, device: images.device);
         using var generator = new Generator((ulong)_random.NextInt64());
-        var noise = rand(images.shape, images.dtype, generator: generator).to(images.device);
+        var noise = rand(images.shape, images.dtype, generator: generator).mul_(2).sub_(1).to(images.device);
         return where(erased, noise, images);
     }
 
