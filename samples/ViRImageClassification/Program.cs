@@ -76,4 +76,17 @@ var predict = new Command("predict", "Classify images with a saved model.zip and
 predict.SetAction(parsed => PredictCommand.Run(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(predictMode), parsed.GetValue(predictChunk), AnsiConsole.Console));
 root.Subcommands.Add(predict);
 
+var weights = new Option<string>("--weights") { Description = "A safetensors checkpoint from the PyTorch twin (python/vir) or an export.", Required = true };
+var importOut = new Option<string>("--out") { Description = "Folder for model.zip.", DefaultValueFactory = _ => "vir-output" };
+var importMode = new Option<RetentionMode>("--mode") { Description = "Retention form the saved model predicts in.", DefaultValueFactory = _ => RetentionMode.Parallel };
+var import = new Command("import", "Save a safetensors checkpoint trained elsewhere (python/vir, docs/scale-out.md) as model.zip.") { weights, importOut, importMode };
+import.SetAction(parsed => ImportCommand.Run(parsed.GetValue(weights)!, parsed.GetValue(importOut)!, parsed.GetValue(importMode), AnsiConsole.Console));
+root.Subcommands.Add(import);
+
+var exportModel = new Option<string>("--model") { Description = "The model.zip to export.", DefaultValueFactory = _ => Path.Combine("vir-output", "model.zip") };
+var exportOut = new Option<string>("--out") { Description = "The safetensors file to write.", DefaultValueFactory = _ => Path.Combine("vir-output", "vir.safetensors") };
+var export = new Command("export", "Write a model.zip's ViR weights as safetensors for PyTorch (python/vir).") { exportModel, exportOut };
+export.SetAction(parsed => ExportCommand.Run(parsed.GetValue(exportModel)!, parsed.GetValue(exportOut)!, AnsiConsole.Console));
+root.Subcommands.Add(export);
+
 return root.Parse(args).Invoke();

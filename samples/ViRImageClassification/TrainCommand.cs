@@ -114,7 +114,7 @@ public static class TrainCommand
         return new PrecisionReport(accuracy32, accuracy16, agreement);
     }
 
-    private static ViRImageClassificationTransformer? ViRIn(ITransformer model) => model switch
+    internal static ViRImageClassificationTransformer? ViRIn(ITransformer model) => model switch
     {
         ViRImageClassificationTransformer vir => vir,
         IEnumerable<ITransformer> chain => chain.Select(ViRIn).FirstOrDefault(v => v is not null),

@@ -69,6 +69,15 @@ public sealed class ImageClassificationSampleTests
             string predictions = predictText.ToString();
             StringAssert.Contains(predictions, "Recurrent");
             Assert.AreEqual(150, Directory.GetFiles(bag).Count(f => predictions.Contains(Path.GetFileName(f))));
+
+            // export, then import (the path of a checkpoint trained with PyTorch): the same predictions, recurrent as saved.
+            string weights = Path.Combine(output, "vir.safetensors");
+            Assert.AreEqual(0, ExportCommand.Run(report.ModelPath, weights, TextConsole().Console));
+            Assert.AreEqual(0, ImportCommand.Run(weights, Path.Combine(output, "imported"), RetentionMode.Recurrent, TextConsole().Console));
+            var (importedConsole, importedText) = TextConsole();
+            Assert.AreEqual(0, PredictCommand.Run(Path.Combine(output, "imported", "model.zip"), new[] { bag }, null, null, importedConsole));
+            string imported = importedText.ToString();
+            Assert.AreEqual(predictions[predictions.IndexOf("Predictions", StringComparison.Ordinal)..], imported[imported.IndexOf("Predictions", StringComparison.Ordinal)..]);
         }
         finally
         {
