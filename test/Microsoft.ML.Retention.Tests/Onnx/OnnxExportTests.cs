@@ -1,0 +1,145 @@
+using System.Text.Json;
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.OnnxRuntime;
+using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.Onnx;
+using Microsoft.ML.Retention.RetentionMath;
+using Microsoft.ML.Transforms.Image;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>ONNX export: ONNX Runtime and ML.NET's ApplyOnnxModel score as the TorchSharp model does.</summary>
+[TestClass]
+public sealed class OnnxExportTests
+{
+    private static string TempFile() => Path.Combine(Path.GetTempPath(), $"vir-{Guid.NewGuid():N}.onnx");
+
+    /// <summary>Real Fashion-MNIST images [count, channels, size, size] in [-1, 1], resized as the library resizes.</summary>
+    private static Tensor RealImages(int count, int channels, int size)
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = FashionMnist.Load(ml, "test", (count + 9) / 10);
+        var pixels = FashionMnist.Preprocess(ml)
+            .Append(ml.Transforms.ResizeImages("Image", 28, 28))
+            .Append(ml.Transforms.ExtractPixels("Pixels", "Image", ImagePixelExtractingEstimator.ColorBits.Red, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
+            .Fit(rows).Transform(rows);
+        var images = tensor(pixels.GetColumn<float[]>("Pixels").Take(count).SelectMany(p => p).ToArray(), new long[] { count, 1, 28, 28 });
+        if (size != 28)
+            images = nn.functional.interpolate(images, new long[] { size, size }, mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
+        return images.expand(count, channels, size, size).contiguous();
+    }
+
+    private static float[] OnnxRuntime(string path, Tensor images, string output = "probabilities")
+    {
+        using var session = new InferenceSession(path);
+        var input = new DenseTensor(images.data<float>().ToArray(), images.shape.Select(d => (int)d).ToArray());
+        using var results = session.Run(new[] { NamedOnnxValue.CreateFromTensor("images", input) });
+        return results.First(r => r.Name == output).AsEnumerable<float>().ToArray();
+    }
+
+    [TestMethod]
+    [DataRow("Mini", 28, RetentionMode.Parallel)]
+    [DataRow("Mini", 28, RetentionMode.Chunkwise)]
+    [DataRow("Mini", 56, RetentionMode.Parallel)]
+    [DataRow("Mini", 56, RetentionMode.Chunkwise)]
+    [DataRow("Tiny", 224, RetentionMode.Chunkwise)]
+    [DataRow("Tiny", 224, RetentionMode.Parallel)]
+    [DataRow("Tiny", 320, RetentionMode.Chunkwise)]
+    public void OnnxRuntimeScoresAsTheModelDoesAtBatchOneAndEight(string preset, int size, RetentionMode mode)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        // Random weights but for the trained statistics' stand-ins: LayerScale on, so every weight shows in the output.
+        using var model = new ViRModel(ViRConfig.Presets[preset] with { NumClasses = 10, LayerScaleInit = 0.5 });
+        model.eval();
+        var config = model.Config;
+        var retention = new RetentionSettings(mode, 16);
+        string path = TempFile();
+        try
+        {
+            ViROnnxExport.Export(model, path, Enumerable.Range(0, 10).Select(i => $"class {i}").ToArray(), retention, imageSize: size, includeEmbedding: true);
+            foreach (int batch in new[] { 1, 8 })
+            {
+                var images = RealImages(batch, config.Channels, size);
+                using var noGrad = no_grad();
+                var expected = nn.functional.softmax(model.forward(images, retention), 1).data<float>().ToArray();
+                var actual = OnnxRuntime(path, images);
+                Assert.AreEqual(expected.Length, actual.Length);
+                double difference = expected.Zip(actual).Max(p => Math.Abs(p.First - p.Second));
+                Console.WriteLine($"{preset} {size}² {mode}, batch {batch}: max |Δprobability| {difference:G3}");
+                Assert.IsTrue(difference < 1e-4, $"{preset} {size}² {mode} batch {batch}: {difference:G3}");
+
+                var embedding = OnnxRuntime(path, images, "embedding");
+                var expectedEmbedding = model.Embed(images, retention).data<float>().ToArray();
+                double embeddingDifference = expectedEmbedding.Zip(embedding).Max(p => Math.Abs(p.First - p.Second));
+                Assert.IsTrue(embeddingDifference < 1e-3, $"embedding: {embeddingDifference:G3}");
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
+    public void ApplyOnnxModelWithMLNetsOwnPreprocessingScoresAsTheTransformer()
+    {
+        var ml = new MLContext(seed: 1);
+        using var trained = TinyFit.Fit(ml, TinyFit.Images(ml, 20), o => { o.Architecture = ViRConfig.Mini with { Depth = 2 }; o.MaxEpoch = 3; });
+        var test = FashionMnist.Load(ml, "test", 5);
+        var expected = trained.Transform(FashionMnist.Preprocess(ml).Fit(test).Transform(test)).GetColumn<float[]>("Score").ToArray();
+
+        foreach (var mode in new[] { RetentionMode.Parallel, RetentionMode.Chunkwise })
+        {
+            string path = TempFile();
+            try
+            {
+                trained.ExportToOnnx(path, mode, chunkSize: 16);
+                // The documented contract: LoadImages, ResizeImages to the model's size, ExtractPixels to [-1, 1]
+                // (grayscale models: ConvertToGrayscale, then one plane), then ApplyOnnxModel.
+                var pipeline = ml.Transforms.LoadImages("Image", FashionMnist.Root, "ImagePath")
+                    .Append(ml.Transforms.ResizeImages("Image", 28, 28))
+                    .Append(ml.Transforms.ConvertToGrayscale("Image"))
+                    .Append(ml.Transforms.ExtractPixels("images", "Image", ImagePixelExtractingEstimator.ColorBits.Red, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
+                    .Append(ml.Transforms.ApplyOnnxModel("probabilities", "images", path));
+                var scores = pipeline.Fit(test).Transform(test).GetColumn<float[]>("probabilities").ToArray();
+                Assert.AreEqual(expected.Length, scores.Length);
+                double difference = expected.Zip(scores).Max(p => p.First.Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
+                Console.WriteLine($"ApplyOnnxModel {mode}: max |Δprobability| against the transformer {difference:G3}");
+                Assert.IsTrue(difference < 1e-4, $"{mode}: {difference:G3}");
+
+                using var session = new InferenceSession(path);
+                var labels = JsonSerializer.Deserialize<string[]>(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.LabelsKey])!;
+                CollectionAssert.AreEqual(trained.LabelNames.ToArray(), labels);
+                StringAssert.Contains(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey], mode.ToString());
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+    }
+
+    [TestMethod]
+    public void UnsupportedRequestsAreRefusedByName()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new ViRModel(ViRConfig.Mini with { Depth = 1 });
+        string path = TempFile();
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, retention: new RetentionSettings(RetentionMode.Recurrent)));
+        StringAssert.Contains(e.Message, "Parallel or Chunkwise");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, opset: 13));
+        Assert.AreEqual("opset", e.ParamName);
+        StringAssert.Contains(e.Message, "but it is 13");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, imageSize: 30));
+        StringAssert.Contains(e.Message, "multiple of the patch size 4, but it is 30");
+        var a = Assert.ThrowsExactly<ArgumentException>(() => ViROnnxExport.Export(model, path, labelNames: new[] { "a", "b" }));
+        StringAssert.Contains(a.Message, "one name per class, 10, but it has 2");
+        using var headless = new ViRModel(ViRConfig.Mini with { Depth = 1, NumClasses = 0 });
+        a = Assert.ThrowsExactly<ArgumentException>(() => ViROnnxExport.Export(headless, path));
+        StringAssert.Contains(a.Message, "no classification head");
+        Assert.IsFalse(File.Exists(path), "no file is written for a refused request");
+    }
+}
