@@ -17,6 +17,7 @@ public static class BenchmarkRunner
         ("mlnet", MLNetSuite.Run),
         ("precision", PrecisionSuite.Run),
         ("contention", ContentionSuite.Run),
+        ("onnx", OnnxSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log)

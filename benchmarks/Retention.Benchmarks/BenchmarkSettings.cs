@@ -27,6 +27,14 @@ public sealed record BenchmarkSettings
         ("ViR-Ti", ViRConfig.Tiny, 8, new RetentionSettings(RetentionMode.Parallel)),
         ("ViR-Ti", ViRConfig.Tiny with { ImageSize = 512 }, 8, new RetentionSettings(RetentionMode.Chunkwise)),
     };
+    public (string Name, ViRConfig Config, int Batch, RetentionSettings Retention)[] OnnxCases { get; init; } =
+    {
+        ("ViR-Mini", ViRConfig.Mini, 1, new RetentionSettings(RetentionMode.Parallel)),
+        ("ViR-Mini", ViRConfig.Mini, 8, new RetentionSettings(RetentionMode.Parallel)),
+        ("ViR-Ti", ViRConfig.Tiny, 1, new RetentionSettings(RetentionMode.Parallel)),
+        ("ViR-Ti", ViRConfig.Tiny, 8, new RetentionSettings(RetentionMode.Parallel)),
+        ("ViR-Ti", ViRConfig.Tiny with { ImageSize = 512 }, 1, new RetentionSettings(RetentionMode.Chunkwise)),
+    };
     public (string Name, ViRConfig Config, int Batch)[] TrainingModels { get; init; } =
     {
         ("ViR-Mini 28²", ViRConfig.Mini, 64),
@@ -51,5 +59,6 @@ public sealed record BenchmarkSettings
         ModelChunkSize = 16,
         TrainingModels = new[] { ("tiny ViR 28²", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 4) },
         PrecisionCases = new[] { ("tiny ViR", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 2, new RetentionSettings(RetentionMode.Chunkwise, 16)) },
+        OnnxCases = new[] { ("tiny ViR", ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, 1, new RetentionSettings(RetentionMode.Chunkwise, 16)) },
     };
 }

@@ -1,19 +1,28 @@
 using Microsoft.ML;
 using Microsoft.ML.Retention;
+using Microsoft.ML.Retention.RetentionMath;
 using Spectre.Console;
 
 namespace ViRImageClassification;
 
-/// <summary>Writes a model.zip's ViR weights as safetensors, which the PyTorch twin (python/vir) loads.</summary>
+/// <summary>
+/// Writes a model.zip's ViR as ONNX (a .onnx file: for ApplyOnnxModel and ONNX Runtime, without libtorch) or as
+/// safetensors (any other name: for the PyTorch twin, python/vir).
+/// </summary>
 public static class ExportCommand
 {
-    public static int Run(string modelPath, string output, IAnsiConsole console)
+    public static int Run(string modelPath, string output, RetentionMode mode, IAnsiConsole console)
     {
         var ml = new MLContext();
         var model = ml.Model.Load(modelPath, out _);
         var vir = TrainCommand.ViRIn(model) ?? throw new InvalidDataException($"'{modelPath}' holds no ViR transformer.");
-        vir.SaveWeights(output);
-        console.MarkupLineInterpolated($"Wrote [blue]{output}[/] ({new FileInfo(output).Length / 1024} KiB): the weights, the config and the class names.");
+        bool onnx = Path.GetExtension(output).Equals(".onnx", StringComparison.OrdinalIgnoreCase);
+        if (onnx) vir.ExportToOnnx(output, mode);
+        else vir.SaveWeights(output);
+        string what = onnx
+            ? $"ONNX, {mode} retention, input images [batch, {vir.Config.Channels}, {vir.Config.ImageHeight}, {vir.Config.ImageWidth}] in [-1, 1], the class names in the metadata"
+            : "safetensors with the weights, the config and the class names";
+        console.MarkupLineInterpolated($"Wrote [blue]{output}[/] ({new FileInfo(output).Length / 1024} KiB): {what}.");
         (model as IDisposable)?.Dispose();
         return 0;
     }

@@ -84,9 +84,10 @@ import.SetAction(parsed => ImportCommand.Run(parsed.GetValue(weights)!, parsed.G
 root.Subcommands.Add(import);
 
 var exportModel = new Option<string>("--model") { Description = "The model.zip to export.", DefaultValueFactory = _ => Path.Combine("vir-output", "model.zip") };
-var exportOut = new Option<string>("--out") { Description = "The safetensors file to write.", DefaultValueFactory = _ => Path.Combine("vir-output", "vir.safetensors") };
-var export = new Command("export", "Write a model.zip's ViR weights as safetensors for PyTorch (python/vir).") { exportModel, exportOut };
-export.SetAction(parsed => ExportCommand.Run(parsed.GetValue(exportModel)!, parsed.GetValue(exportOut)!, AnsiConsole.Console));
+var exportOut = new Option<string>("--out") { Description = "The file to write: .onnx for ONNX (ApplyOnnxModel, no libtorch), else safetensors (PyTorch, python/vir).", DefaultValueFactory = _ => Path.Combine("vir-output", "model.onnx") };
+var exportMode = new Option<RetentionMode>("--mode") { Description = "ONNX only: the retention form, Parallel or Chunkwise.", DefaultValueFactory = _ => RetentionMode.Chunkwise };
+var export = new Command("export", "Write a model.zip's ViR as ONNX or as safetensors.") { exportModel, exportOut, exportMode };
+export.SetAction(parsed => ExportCommand.Run(parsed.GetValue(exportModel)!, parsed.GetValue(exportOut)!, parsed.GetValue(exportMode), AnsiConsole.Console));
 root.Subcommands.Add(export);
 
 return root.Parse(args).Invoke();

@@ -72,7 +72,7 @@ public sealed class ImageClassificationSampleTests
 
             // export, then import (the path of a checkpoint trained with PyTorch): the same predictions, recurrent as saved.
             string weights = Path.Combine(output, "vir.safetensors");
-            Assert.AreEqual(0, ExportCommand.Run(report.ModelPath, weights, TextConsole().Console));
+            Assert.AreEqual(0, ExportCommand.Run(report.ModelPath, weights, RetentionMode.Chunkwise, TextConsole().Console));
             Assert.AreEqual(0, ImportCommand.Run(weights, Path.Combine(output, "imported"), RetentionMode.Recurrent, TextConsole().Console));
             var (importedConsole, importedText) = TextConsole();
             Assert.AreEqual(0, PredictCommand.Run(Path.Combine(output, "imported", "model.zip"), new[] { bag }, null, null, importedConsole));
