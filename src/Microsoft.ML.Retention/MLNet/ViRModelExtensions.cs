@@ -20,6 +20,24 @@ public static class ViRModelExtensions
     public static ITransformer WithPrecision(this ITransformer model, ViRPrecision precision) =>
         Switch(model, vir => vir.WithPrecision(precision));
 
+    /// <summary>
+    /// Writes the model's ViR as ONNX (see <see cref="ViRImageClassificationTransformer.ExportToOnnx"/>): a ViR transformer,
+    /// or a chain such as the one <c>mlContext.Model.Load</c> returns. The ONNX model covers the ViR alone; the chain's
+    /// other transformers (label mapping, image loading) are rebuilt around it with ML.NET's own transforms.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model contains no <see cref="ViRImageClassificationTransformer"/>.</exception>
+    public static void ExportToOnnx(this ITransformer model, string path, RetentionMode mode = RetentionMode.Chunkwise, int chunkSize = ChunkSizes.Auto,
+        int? imageSize = null, bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.MinOpset)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        int found = 0;
+        Switch(model, vir =>
+        {
+            if (found++ == 0) vir.ExportToOnnx(path, mode, chunkSize, imageSize, includeEmbedding, opset);
+            return vir;
+        });
+    }
+
     private static ITransformer Switch(ITransformer model, Func<ViRImageClassificationTransformer, ITransformer> change)
     {
         ArgumentNullException.ThrowIfNull(model);

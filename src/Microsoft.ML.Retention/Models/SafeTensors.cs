@@ -63,8 +63,11 @@ internal static class SafeTensors
     /// <exception cref="InvalidDataException">The file is not safetensors, names a dtype this library does not read, or is cut short.</exception>
     public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {
-        byte[] file = File.ReadAllBytes(path);
         InvalidDataException Bad(string why) => new($"'{path}' is not a valid safetensors file: {why}.");
+        long length = new FileInfo(path).Length;
+        if (length > Array.MaxLength)
+            throw new InvalidDataException($"'{path}' has {length:N0} bytes; this reader takes safetensors files of up to {Array.MaxLength:N0} bytes (2 GiB).");
+        byte[] file = File.ReadAllBytes(path);
         if (file.Length < 8) throw Bad($"it has {file.Length} bytes, fewer than the 8 of the header size");
         ulong headerSize = BinaryPrimitives.ReadUInt64LittleEndian(file);
         if (headerSize > (ulong)(file.Length - 8)) throw Bad($"the header size is {headerSize} bytes, but only {file.Length - 8} follow");

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -40,6 +41,24 @@ internal static class FashionMnist
     /// <summary>ImagePath and Label rows as an IDataView.</summary>
     public static IDataView Load(MLContext ml, string split, int perClass = int.MaxValue) =>
         ml.Data.LoadFromEnumerable(Interleaved(Rows(split, perClass)));
+
+    /// <summary>
+    /// The first <paramref name="count"/> images of <paramref name="split"/> (classes interleaved) as a [count, 1, 28, 28]
+    /// tensor in [-1, 1], the library's pixel range, and their class indices (0-based, in key order).
+    /// </summary>
+    public static (Tensor Images, Tensor Labels) Tensors(string split, int count)
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = Load(ml, split, (count + 9) / 10);
+        var pixels = Preprocess(ml)
+            .Append(ml.Transforms.ResizeImages("Image", 28, 28)) // ExtractPixels wants a known size; these are 28×28 already
+            .Append(ml.Transforms.ExtractPixels("Pixels", "Image", Microsoft.ML.Transforms.Image.ImagePixelExtractingEstimator.ColorBits.Red,
+                offsetImage: 127.5f, scaleImage: 1 / 127.5f))
+            .Fit(rows).Transform(rows);
+        var images = pixels.GetColumn<float[]>("Pixels").Take(count).SelectMany(p => p).ToArray();
+        var labels = pixels.GetColumn<uint>("Label").Take(count).Select(k => (long)k - 1).ToArray();
+        return (tensor(images, new long[] { count, 1, 28, 28 }), tensor(labels));
+    }
 
     /// <summary>MapValueToKey on Label, then LoadImages into an "Image" column.</summary>
     public static IEstimator<ITransformer> Preprocess(MLContext ml) =>

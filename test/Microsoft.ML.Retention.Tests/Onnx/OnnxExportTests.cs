@@ -16,16 +16,10 @@ public sealed class OnnxExportTests
 {
     private static string TempFile() => Path.Combine(Path.GetTempPath(), $"vir-{Guid.NewGuid():N}.onnx");
 
-    /// <summary>Real Fashion-MNIST images [count, channels, size, size] in [-1, 1], resized as the library resizes.</summary>
+    /// <summary>Real Fashion-MNIST test images [count, channels, size, size] in [-1, 1], resized as the library resizes.</summary>
     private static Tensor RealImages(int count, int channels, int size)
     {
-        var ml = new MLContext(seed: 1);
-        var rows = FashionMnist.Load(ml, "test", (count + 9) / 10);
-        var pixels = FashionMnist.Preprocess(ml)
-            .Append(ml.Transforms.ResizeImages("Image", 28, 28))
-            .Append(ml.Transforms.ExtractPixels("Pixels", "Image", ImagePixelExtractingEstimator.ColorBits.Red, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
-            .Fit(rows).Transform(rows);
-        var images = tensor(pixels.GetColumn<float[]>("Pixels").Take(count).SelectMany(p => p).ToArray(), new long[] { count, 1, 28, 28 });
+        var images = FashionMnist.Tensors("test", count).Images;
         if (size != 28)
             images = nn.functional.interpolate(images, new long[] { size, size }, mode: InterpolationMode.Bilinear, align_corners: false, antialias: true);
         return images.expand(count, channels, size, size).contiguous();

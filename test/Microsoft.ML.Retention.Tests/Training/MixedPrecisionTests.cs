@@ -3,7 +3,6 @@ using Microsoft.ML.Data;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
-using Microsoft.ML.Transforms.Image;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -19,7 +18,7 @@ public sealed class MixedPrecisionTests
         // No stochastic depth, so both passes compute the same function.
         using var model = new ViRModel(ViRConfig.Mini with { DropPath = 0 });
         model.train();
-        var (images, labels) = RealBatch(32);
+        var (images, labels) = FashionMnist.Tensors("train", 32);
         var retention = new RetentionSettings(RetentionMode.Parallel);
 
         nn.functional.cross_entropy(model.forward(images, retention), labels).backward();
@@ -32,15 +31,20 @@ public sealed class MixedPrecisionTests
         replica.PushGradients();
 
         double errorSquared = 0, normSquared = 0;
+        var worst = new List<(double Relative, string Name)>();
         foreach (var (name, parameter) in model.named_parameters())
         {
+            worst.Add(((parameter.grad! - float32[name]).norm().ToDouble() / Math.Max(1e-12, float32[name].norm().ToDouble()), name));
             Assert.AreEqual(ScalarType.Float32, parameter.dtype, $"{name}: the master weight");
             Assert.AreEqual(ScalarType.Float32, parameter.grad!.dtype, $"{name}: the master gradient");
             errorSquared += (parameter.grad - float32[name]).square().sum().ToDouble();
             normSquared += float32[name].square().sum().ToDouble();
         }
         double relative = Math.Sqrt(errorSquared / normSquared);
+        Console.WriteLine("largest per-tensor relative errors: " + string.Join(", ", worst.OrderByDescending(w => w.Relative).Take(6).Select(w => $"{w.Name} {w.Relative:G3}")));
         Console.WriteLine($"bfloat16 gradient against float32: relative error {relative:G3} (bfloat16 unit roundoff 2^-8 = {1 / 256.0:G3})");
+        // Measured 4.3 % here (LayerNorm parameters err most); a float32 copy would give about 1e-6, and a broken
+        // hand-over (a missing or stale gradient) 100 % or more.
         Assert.IsTrue(relative < 0.05, $"the bfloat16 gradient differs from the float32 one by {relative:G3} relative");
         Assert.IsTrue(relative > 0, "the copy computed in float32");
     }
@@ -62,19 +66,5 @@ public sealed class MixedPrecisionTests
         Console.WriteLine($"test accuracy after 4 epochs on 600 images: Float32 {float32:P1}, BFloat16 {bfloat16:P1}");
         Assert.IsTrue(bfloat16 > 0.5, $"mixed-precision training reached {bfloat16:P1} on 10 classes");
         Assert.IsTrue(bfloat16 > float32 - 0.05, $"BFloat16 {bfloat16:P1} against Float32 {float32:P1}");
-    }
-
-    /// <summary>Real Fashion-MNIST images [B, 1, 28, 28] in [0, 1] and their class indices.</summary>
-    private static (Tensor Images, Tensor Labels) RealBatch(int count)
-    {
-        var ml = new MLContext(seed: 1);
-        var rows = FashionMnist.Load(ml, "train", (count + 9) / 10);
-        var pixels = FashionMnist.Preprocess(ml)
-            .Append(ml.Transforms.ResizeImages("Image", 28, 28))
-            .Append(ml.Transforms.ExtractPixels("Pixels", "Image", ImagePixelExtractingEstimator.ColorBits.Red, scaleImage: 1 / 255f))
-            .Fit(rows).Transform(rows);
-        var images = pixels.GetColumn<float[]>("Pixels").Take(count).SelectMany(p => p).ToArray();
-        var labels = pixels.GetColumn<uint>("Label").Take(count).Select(k => (long)k - 1).ToArray();
-        return (tensor(images, new long[] { count, 1, 28, 28 }), tensor(labels));
     }
 }
