@@ -75,6 +75,30 @@ public sealed class PackageConsumerTests
     }
 
     [TestMethod]
+    public void TheAppsOnnxExportScoresTheSameThroughApplyOnnxModel()
+    {
+        _appRun.AssertSucceeded("the app");
+        string run = Path.Combine(_work, "run");
+        var expected = File.ReadAllLines(Path.Combine(run, "scores.txt")).Select(l => l.Split(' '))
+            .ToDictionary(p => p[0], p => p.Skip(1).Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray());
+        // The README's ONNX pipeline: ML.NET's own image transforms, then ApplyOnnxModel (no TorchSharp in it).
+        var ml = new Microsoft.ML.MLContext();
+        var rows = ml.Data.LoadFromEnumerable(expected.Keys.Select(k => new FashionMnist.ImageRow { ImagePath = k }));
+        var scored = ml.Transforms.LoadImages("Image", FashionMnist.Root, "ImagePath")
+            .Append(ml.Transforms.ResizeImages("Image", 28, 28))
+            .Append(ml.Transforms.ConvertToGrayscale("Image"))
+            .Append(ml.Transforms.ExtractPixels("images", "Image", Microsoft.ML.Transforms.Image.ImagePixelExtractingEstimator.ColorBits.Red, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
+            .Append(ml.Transforms.ApplyOnnxModel("probabilities", "images", Path.Combine(run, "model.onnx")))
+            .Fit(rows).Transform(rows);
+        var paths = Microsoft.ML.Data.ColumnCursorExtensions.GetColumn<string>(scored, "ImagePath").ToList();
+        var probabilities = Microsoft.ML.Data.ColumnCursorExtensions.GetColumn<float[]>(scored, "probabilities").ToList();
+        Assert.AreEqual(expected.Count, paths.Count);
+        double difference = paths.Zip(probabilities).Max(p => expected[p.First].Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
+        Console.WriteLine($"ONNX export from the package, through ApplyOnnxModel: max |Δprobability| {difference:G3}");
+        Assert.IsTrue(difference < 1e-4, $"{difference:G3}");
+    }
+
+    [TestMethod]
     public void ThePublishedAppRuns()
     {
         string publish = Path.Combine(_work, "publish");
@@ -201,6 +225,8 @@ public sealed class PackageConsumerTests
         var sums = Value("score sums").Split("..").Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         Assert.IsTrue(sums.All(s => Math.Abs(s - 1) < 1e-3), $"probabilities should sum to 1: {Value("score sums")}");
         Assert.IsTrue(double.Parse(Value("max |recurrent - parallel|"), CultureInfo.InvariantCulture) <= 1e-4, Value("max |recurrent - parallel|"));
+        Assert.IsTrue(long.Parse(Value("onnx").Split(' ')[0], CultureInfo.InvariantCulture) > 100_000, "model.onnx should hold the weights");
+        Assert.AreEqual(0.0, double.Parse(Value("max |safetensors - model.zip|"), CultureInfo.InvariantCulture), "the same weights give the same scores");
         Assert.AreEqual("80", Value("consumption predictions"));
         Assert.AreEqual(0.0, double.Parse(Value("max |4 threads - 1 thread|"), CultureInfo.InvariantCulture), "pooled engines over one model give the single-thread scores");
         Assert.AreEqual("10, sorted: True, top matches Predict: True", Value("all labels"));

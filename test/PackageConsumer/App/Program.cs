@@ -51,6 +51,19 @@ using (var engine = ml2.Model.CreatePredictionEngine<ImageRow, Prediction>((ITra
     Console.WriteLine($"max |recurrent - parallel|: {diff:E2}");
 }
 
+// From the package: the model as ONNX (scored by the test without TorchSharp) and as safetensors, loaded back.
+string onnxPath = Path.Combine(work, "model.onnx"), weightsPath = Path.Combine(work, "vir.safetensors");
+loaded.ExportToOnnx(onnxPath, RetentionMode.Chunkwise);
+File.WriteAllLines(Path.Combine(work, "scores.txt"), testRows.Zip(parallelScores).Select(p => $"{p.First.ImagePath} {string.Join(' ', p.Second.Score.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)))}"));
+((IEnumerable<ITransformer>)loaded).OfType<ViRImageClassificationTransformer>().Single().SaveWeights(weightsPath);
+using (var fromWeights = ml2.Model.LoadViRWeights(weightsPath))
+{
+    var testImages = ml2.Transforms.LoadImages("Image", imageFolder, "ImagePath").Fit(ml2.Data.LoadFromEnumerable(testRows)).Transform(ml2.Data.LoadFromEnumerable(testRows));
+    var weightScores = fromWeights.Transform(testImages).GetColumn<float[]>("Score").ToList();
+    Console.WriteLine($"onnx: {new FileInfo(onnxPath).Length} bytes");
+    Console.WriteLine($"max |safetensors - model.zip|: {weightScores.Zip(parallelScores).Max(p => p.First.Zip(p.Second.Score).Max(s => Math.Abs(s.First - s.Second))):E2}");
+}
+
 // Model Builder's shape: encoded bytes in, the consumption class out, from four threads at once.
 var files = ml.Data.LoadFromEnumerable(Rows("train", 10));
 var loadBytes = ml.Transforms.LoadRawImageBytes("ImageSource", imageFolder, "ImagePath").Fit(files);
