@@ -8,6 +8,13 @@ from PIL import Image
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
+def evaluation_folder(root: str):
+    """root/val or root/test beside root/train, or None."""
+    if not os.path.isdir(os.path.join(root, "train")):
+        return None
+    return next((os.path.join(root, s) for s in ("val", "test") if os.path.isdir(os.path.join(root, s))), None)
+
+
 def image_files(root: str):
     """Sorted (path, label) pairs and the sorted class names."""
     if os.path.isdir(os.path.join(root, "train")):

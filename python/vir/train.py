@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PRESETS, ViRConfig
-from .data import ImageFolder
+from .data import ImageFolder, evaluation_folder
 from .model import ViR
 from .vit import ViT
 
@@ -118,6 +118,15 @@ def main(argv=None):
     if rank == 0:
         model.eval()
         save_checkpoint(model, args.out, data.classes)
+        held_out = evaluation_folder(args.data)
+        if held_out is not None:
+            evaluation = ImageFolder(held_out, config, args.max_images_per_class)
+            evaluation.index = data.index  # the training classes, in the head's order
+            correct = 0
+            with torch.no_grad():
+                for images, labels in torch.utils.data.DataLoader(evaluation, batch_size=args.batch_size):
+                    correct += (model(images.to(device)).argmax(1).cpu() == labels).sum().item()
+            print(json.dumps({"evaluated": held_out, "images": len(evaluation), "accuracy": correct / len(evaluation)}), flush=True)
         print(f"wrote {args.out} ({step} steps, {world} processes, classes {data.classes})", flush=True)
     if distributed:
         dist.barrier()
