@@ -33,12 +33,13 @@ var minCropScale = new Option<double>("--min-crop-scale") { Description = "With 
 var maxTranslation = new Option<double>("--max-translation") { Description = "With --augment: largest random shift, as a fraction of the image side.", DefaultValueFactory = _ => 0.0 };
 var randomErasing = new Option<double>("--random-erasing") { Description = "With --augment: fraction of images in which a random rectangle becomes noise.", DefaultValueFactory = _ => 0.0 };
 var tune = new Option<bool>("--tune") { Description = "Hold out every tenth training image for evaluation and leave the test set untouched (to choose hyperparameters)." };
+var seed = new Option<int>("--seed") { Description = "Seed for the model's initialisation, shuffling and augmentation.", DefaultValueFactory = _ => 1 };
 var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
 var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, compare, maxPerClass,
+    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, seed, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -63,6 +64,7 @@ root.SetAction(parsed =>
         MaxTranslation = parsed.GetValue(maxTranslation),
         RandomErasing = parsed.GetValue(randomErasing),
         Tune = parsed.GetValue(tune),
+        Seed = parsed.GetValue(seed),
         MaxImagesPerClass = parsed.GetValue(maxPerClass) ?? int.MaxValue,
     }, AnsiConsole.Console);
     return 0;

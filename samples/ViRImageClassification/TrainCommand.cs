@@ -48,6 +48,7 @@ public static class TrainCommand
             MinCropScale = settings.MinCropScale,
             MaxTranslation = settings.MaxTranslation,
             RandomErasing = settings.RandomErasing,
+            Seed = settings.Seed,
             Device = settings.Device,
             ValidationSet = evaluation,
             MetricsCallback = epochs.Add,

@@ -44,6 +44,8 @@ public sealed record TrainSettings
     public double RandomErasing { get; init; }
     /// <summary>Evaluate on every tenth training image instead of the test set (for choosing hyperparameters).</summary>
     public bool Tune { get; init; }
+    /// <summary>Seed for initialisation, shuffling and augmentation.</summary>
+    public int Seed { get; init; } = 1;
     public int MaxImagesPerClass { get; init; } = int.MaxValue;
 }
 
