@@ -30,36 +30,45 @@ public static class ViRModelExtensions
         int? imageSize = null, bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.MinOpset)
     {
         ArgumentNullException.ThrowIfNull(model);
-        int found = 0;
-        Switch(model, vir =>
-        {
-            if (found++ == 0) vir.ExportToOnnx(path, mode, chunkSize, imageSize, includeEmbedding, opset);
-            return vir;
-        });
+        var vir = ViRsIn(model).FirstOrDefault() ?? throw NoViR(model);
+        vir.ExportToOnnx(path, mode, chunkSize, imageSize, includeEmbedding, opset);
     }
+
+    /// <summary>The ViR transformers in a model: itself, or those in its chains, in order.</summary>
+    private static IEnumerable<ViRImageClassificationTransformer> ViRsIn(ITransformer transformer) => transformer switch
+    {
+        ViRImageClassificationTransformer vir => new[] { vir },
+        _ when Chain(transformer) is { } chain => chain.SelectMany(ViRsIn),
+        _ => Enumerable.Empty<ViRImageClassificationTransformer>(),
+    };
+
+    /// <summary>
+    /// The transformers of a chain of any last-transformer type (a fitted pipeline's chains nest as
+    /// TransformerChain&lt;TransformerChain&lt;…&gt;&gt;), or null for anything else.
+    /// </summary>
+    private static IEnumerable<ITransformer>? Chain(ITransformer transformer) =>
+        transformer is IEnumerable<ITransformer> chain && transformer.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(TransformerChain<>)
+            ? chain : null;
+
+    private static ArgumentException NoViR(ITransformer model) =>
+        new($"The model must be a ViRImageClassificationTransformer or a chain containing one, but it is {model.GetType().Name} without one.", nameof(model));
 
     private static ITransformer Switch(ITransformer model, Func<ViRImageClassificationTransformer, ITransformer> change)
     {
         ArgumentNullException.ThrowIfNull(model);
         int switched = 0;
         var result = Visit(model);
-        if (switched == 0)
-            throw new ArgumentException($"The model must be a ViRImageClassificationTransformer or a chain containing one, but it is {model.GetType().Name} without one.", nameof(model));
+        if (switched == 0) throw NoViR(model);
         return result;
 
         ITransformer Visit(ITransformer transformer)
         {
-            switch (transformer)
+            if (transformer is ViRImageClassificationTransformer vir)
             {
-                case ViRImageClassificationTransformer vir:
-                    switched++;
-                    return change(vir);
-                // A chain of any last-transformer type (a fitted pipeline's chains nest as TransformerChain<TransformerChain<…>>).
-                case IEnumerable<ITransformer> chain when transformer.GetType() is { IsGenericType: true } type && type.GetGenericTypeDefinition() == typeof(TransformerChain<>):
-                    return new TransformerChain<ITransformer>(chain.Select(Visit).ToArray());
-                default:
-                    return transformer;
+                switched++;
+                return change(vir);
             }
+            return Chain(transformer) is { } chain ? new TransformerChain<ITransformer>(chain.Select(Visit).ToArray()) : transformer;
         }
     }
 }

@@ -40,8 +40,7 @@ public static class ViROnnxExport
                 $"ONNX export writes retention in Parallel or Chunkwise form (both give the scores the Recurrent form gives), but the mode is {retention.Mode}.");
         if (opset is < MinOpset or > MaxOpset)
             throw new ArgumentOutOfRangeException(nameof(opset), opset, $"opset must be from {MinOpset} (the first with LayerNormalization) to {MaxOpset}, but it is {opset}.");
-        int size = imageSize ?? config.ImageHeight;
-        if (imageSize is not null && (size < config.PatchSize || size % config.PatchSize != 0))
+        if (imageSize is { } size && (size < config.PatchSize || size % config.PatchSize != 0))
             throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, $"imageSize must be a positive multiple of the patch size {config.PatchSize}, but it is {imageSize}.");
         if (config.NumClasses == 0 && !includeEmbedding)
             throw new ArgumentException("The model has no classification head (NumClasses 0), so the ONNX model would have no output: set includeEmbedding.", nameof(model));
