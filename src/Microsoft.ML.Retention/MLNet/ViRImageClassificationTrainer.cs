@@ -1,7 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.MLNetInternals;
 using Microsoft.ML.Retention.Models;
-using Microsoft.ML.Retention.Native;
 using Microsoft.ML.Retention.RetentionMath;
 using Microsoft.ML.Retention.Training;
 using Microsoft.ML.Runtime;
@@ -96,9 +95,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         {
             using var progress = _host.StartProgressChannel("Training ViR");
             var observer = new ChannelTrainingObserver(_host, channel, progress, _options);
-            var precision = _options.TrainingPrecision == ViRPrecision.BFloat16
-                ? ViRImageClassificationTransformer.ResolveBFloat16(BFloat16Support.On(device), _host, "training")
-                : ViRPrecision.Float32;
+            var precision = ViRImageClassificationTransformer.EffectivePrecision(_options.TrainingPrecision, device, "training", m => channel.Warning(m));
             new TrainingLoop(model, TrainingSettings(seed, precision), device, observer).Run(train, validation);
             if (trainData.SkippedRows > 0) channel.Warning($"{trainData.SkippedRows} training rows were skipped because their image could not be read.");
         }

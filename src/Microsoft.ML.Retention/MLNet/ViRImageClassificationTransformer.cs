@@ -39,7 +39,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         Columns = columns;
         Retention = retention;
         RequestedPrecision = precision;
-        Precision = precision == ViRPrecision.BFloat16 ? ResolveBFloat16(BFloat16Support.On(shared.Device), _host) : precision;
+        Precision = shared.EffectivePrecision(precision, _host);
         BatchSize = batchSize;
         shared.Model.eval();
     }
@@ -47,11 +47,17 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>How retention is computed when scoring.</summary>
     public RetentionSettings Retention { get; }
 
-    /// <summary>The number format scoring runs in: the one asked for, or Float32 where the device has no bfloat16.</summary>
+    /// <summary>
+    /// The number format scoring runs in here: <see cref="RequestedPrecision"/>, or Float32 where the device has no
+    /// native bfloat16 (or it is turned off, docs/platform.md).
+    /// </summary>
     public ViRPrecision Precision { get; }
 
-    /// <summary>The precision asked for, which a saved model keeps (another machine may have bfloat16).</summary>
-    internal ViRPrecision RequestedPrecision { get; }
+    /// <summary>
+    /// The number format asked for (<c>Options.PredictionPrecision</c> or <see cref="WithPrecision"/>). model.zip keeps
+    /// this one, so a model saved where bfloat16 falls back to Float32 scores in bfloat16 on a machine that has it.
+    /// </summary>
+    public ViRPrecision RequestedPrecision { get; }
 
     /// <summary>Images per forward pass in <see cref="Transform"/>.</summary>
     public int BatchSize { get; }
@@ -97,18 +103,18 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         return new ViRImageClassificationTransformer(_host, _shared, LabelNames, Columns, Retention, precision, BatchSize);
     }
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> FallbackWarned = new();
-
-    /// <summary>BFloat16 where the device has it; else Float32, with one warning per use (scoring, training) and process.</summary>
-    internal static ViRPrecision ResolveBFloat16(bool deviceHasBFloat16, IHost host, string use = "scoring")
+    /// <summary>
+    /// <paramref name="requested"/>, or Float32 where <paramref name="device"/> has no native bfloat16; then
+    /// <paramref name="warn"/> is told why. The caller decides how often to warn (once per model, once per Fit).
+    /// </summary>
+    internal static ViRPrecision EffectivePrecision(ViRPrecision requested, Device device, string use, Action<string> warn)
     {
-        if (deviceHasBFloat16) return ViRPrecision.BFloat16;
-        if (FallbackWarned.TryAdd(use, true))
-        {
-            using var channel = host.Start(nameof(ViRPrecision));
-            channel.Warning($"BFloat16 {use} was asked for, but this device has no native bfloat16 (AVX512-BF16 or AMX on x86, " +
-                $"bf16 on Arm); {use} in Float32 instead, which is faster there.");
-        }
+        if (requested != ViRPrecision.BFloat16 || BFloat16Support.On(device)) return requested;
+        warn(BFloat16Support.Disabled
+            ? $"BFloat16 {use} was asked for, but bfloat16 is turned off (AppContext switch {BFloat16Support.Switch} or " +
+              $"{BFloat16Support.EnvironmentVariable}=1); {use} in Float32 instead."
+            : $"BFloat16 {use} was asked for, but this device has no native bfloat16 (AVX512-BF16 or AMX on x86, " +
+              $"bf16 on Arm); {use} in Float32 instead, which is faster there.");
         return ViRPrecision.Float32;
     }
 
@@ -254,10 +260,20 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         }
 
         private ViRModel? _bfloat16;
+        private int _fallbackWarned;
 
         public ViRModel Model { get; }
 
         public Device Device { get; }
+
+        /// <summary>The precision scoring runs in; a fallback to Float32 is logged once per model, whatever the copies.</summary>
+        public ViRPrecision EffectivePrecision(ViRPrecision requested, IHost host) =>
+            ViRImageClassificationTransformer.EffectivePrecision(requested, Device, "scoring", message =>
+            {
+                if (Interlocked.Exchange(ref _fallbackWarned, 1) != 0) return;
+                using var channel = host.Start(nameof(ViRPrecision));
+                channel.Warning(message);
+            });
 
         /// <summary>The weights in <paramref name="precision"/>: the model, or its bfloat16 copy, made on first use.</summary>
         public ViRModel For(ViRPrecision precision)
@@ -265,14 +281,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             if (precision == ViRPrecision.Float32) return Model;
             lock (_gate)
             {
-                if (_bfloat16 is null)
-                {
-                    var copy = new ViRModel(Model.Config);
-                    copy.to(Device);
-                    copy.load_state_dict(Model.state_dict());
-                    copy.to(ScalarType.BFloat16).eval();
-                    _bfloat16 = copy;
-                }
+                _bfloat16 ??= Model.BFloat16Copy();
                 return _bfloat16;
             }
         }

@@ -1,4 +1,6 @@
 using Microsoft.ML.Retention.RetentionMath;
+using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention.Models;
@@ -22,4 +24,27 @@ public sealed class ViRModel : VisionTransformerBase
 
     /// <summary>The [class] representation [B, Dim], with retention computed as <paramref name="retention"/> says.</summary>
     public Tensor Embed(Tensor images, RetentionSettings retention) => EmbedCore(images, retention);
+
+    /// <summary>
+    /// A bfloat16 copy of these weights on the same device, for scoring and for mixed-precision training. Norm layers
+    /// stay float32 (libtorch takes bfloat16 inputs with float32 norm weights), so their statistics keep full precision.
+    /// Building it leaves the global random generator as it was.
+    /// </summary>
+    internal ViRModel BFloat16Copy()
+    {
+        var device = parameters().First().device;
+        ViRModel copy;
+        using (var rng = Generator.Default.get_state())
+        {
+            copy = new ViRModel(Config); // its random initialisation is overwritten below
+            Generator.Default.set_state(rng);
+        }
+        copy.to(device);
+        copy.load_state_dict(state_dict());
+        copy.to(ScalarType.BFloat16);
+        foreach (var (_, module) in copy.named_modules())
+            if (module is BatchNorm2d or LayerNorm) module.to(ScalarType.Float32);
+        copy.train(training);
+        return copy;
+    }
 }

@@ -6,9 +6,9 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Retention.Training;
 
 /// <summary>
-/// Mixed-precision training: a bfloat16 copy of the model runs forward and backward, while the fp32 model keeps the
-/// master weights that AdamW updates. Norm layers stay fp32 in the copy (libtorch takes bfloat16 inputs with fp32
-/// norm weights), so BatchNorm's running statistics accumulate in fp32.
+/// Mixed-precision training: a bfloat16 copy of the model (<see cref="ViRModel.BFloat16Copy"/>) runs forward and
+/// backward, while the fp32 model keeps the master weights that AdamW updates. Norm layers stay fp32 in the copy, so
+/// BatchNorm's running statistics accumulate in fp32.
 /// </summary>
 internal sealed class BFloat16Replica : IDisposable
 {
@@ -16,15 +16,10 @@ internal sealed class BFloat16Replica : IDisposable
     private readonly (Parameter Master, Parameter Copy)[] _parameters;
     private readonly (Tensor Master, Tensor Copy)[] _buffers;
 
-    public BFloat16Replica(ViRModel master, Device device)
+    public BFloat16Replica(ViRModel master)
     {
         _master = master;
-        Model = new ViRModel(master.Config);
-        Model.to(device);
-        Model.load_state_dict(master.state_dict());
-        Model.to(ScalarType.BFloat16);
-        foreach (var (_, module) in Model.named_modules())
-            if (module is BatchNorm2d or LayerNorm) module.to(ScalarType.Float32);
+        Model = master.BFloat16Copy();
 
         var copyParameters = Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         _parameters = master.named_parameters().Select(p => (p.parameter, copyParameters[p.name])).ToArray();

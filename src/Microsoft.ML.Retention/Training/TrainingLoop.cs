@@ -37,7 +37,7 @@ internal sealed class TrainingLoop
         long step = 0;
 
         using var optimizer = CreateOptimizer();
-        using var replica = _settings.Precision == ViRPrecision.BFloat16 ? new BFloat16Replica(_model, _device) : null;
+        using var replica = _settings.Precision == ViRPrecision.BFloat16 ? new BFloat16Replica(_model) : null;
         var network = replica?.Model ?? _model;
         try
         {

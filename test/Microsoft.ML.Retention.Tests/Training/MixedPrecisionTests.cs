@@ -25,7 +25,7 @@ public sealed class MixedPrecisionTests
         var float32 = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad!.clone());
         model.zero_grad();
 
-        using var replica = new BFloat16Replica(model, CPU);
+        using var replica = new BFloat16Replica(model);
         replica.PullWeights();
         nn.functional.cross_entropy(replica.Model.forward(images.to(ScalarType.BFloat16), retention).to(ScalarType.Float32), labels).backward();
         replica.PushGradients();
@@ -50,6 +50,7 @@ public sealed class MixedPrecisionTests
     }
 
     [TestMethod]
+    [TestCategory(PrecisionTests.Category)] // also run with bfloat16 turned off: the fallback trains in float32
     public void MixedPrecisionTrainingLearnsAsWellAsFloat32()
     {
         var ml = new MLContext(seed: 1);
