@@ -26,8 +26,14 @@ internal sealed class ImageTrainingData
         _warn = warn;
     }
 
-    /// <summary>Rows skipped because their image could not be read, in the last pass.</summary>
-    public long SkippedRows { get; private set; }
+    // Rows whose image could not be read: the same on every pass, however many passes (and partial passes) there are.
+    private readonly HashSet<long> _skipped = new();
+
+    /// <summary>The distinct rows skipped so far because their image could not be read.</summary>
+    public long SkippedRows
+    {
+        get { lock (_skipped) return _skipped.Count; }
+    }
 
     /// <summary>
     /// The 0-based class of every included row, read from the label column alone (no image is decoded).
@@ -52,7 +58,6 @@ internal sealed class ImageTrainingData
     /// <summary>Every included row as (image [C, H, W], 0-based class); the image belongs to no dispose scope.</summary>
     public IEnumerable<(Tensor Image, int Label)> Rows()
     {
-        SkippedRows = 0;
         var labelColumn = _data.Schema[_labelColumn];
         using var cursor = SerialCursor.Open(_data, _images.ColumnsToRead(_data.Schema).Append(labelColumn));
         var labelGetter = cursor.GetGetter<uint>(labelColumn);
@@ -70,8 +75,9 @@ internal sealed class ImageTrainingData
             }
             catch (InvalidDataException e) when (_skipBadImages)
             {
-                SkippedRows++;
-                _warn($"Skipping a bad image (SkipBadImages is set): {e.Message}");
+                bool first;
+                lock (_skipped) first = _skipped.Add(cursor.Position);
+                if (first) _warn($"Skipping a bad image (SkipBadImages is set): {e.Message}");
                 continue;
             }
             yield return (image, ClassOf(key, cursor.Position));

@@ -59,11 +59,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
 
         var train = Source(trainData, trainLabels.Count, config, channel, "training");
         IBatchSource? validation = null;
+        ImageTrainingData? validationData = null;
         if (_options.ValidationSet is not null || _options.ValidationSetFraction > 0)
         {
             var validationView = _options.ValidationSet ?? input;
             var validationImages = ImageColumn.Bind(validationView.Schema, _options.FeatureColumnName, config);
-            var validationData = new ImageTrainingData(validationView, validationImages, _options.LabelColumnName, labelNames.Count,
+            validationData = new ImageTrainingData(validationView, validationImages, _options.LabelColumnName, labelNames.Count,
                 _options.ValidationSet is null ? holdOut : _ => true, _options.SkipBadImages, m => channel.Warning(m));
             long validationCount = validationData.ReadLabels().Count;
             if (validationCount > 0) validation = Source(validationData, validationCount, config, channel, "validation");
@@ -98,6 +99,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             var precision = ViRImageClassificationTransformer.EffectivePrecision(_options.TrainingPrecision, device, "training", m => channel.Warning(m));
             new TrainingLoop(model, TrainingSettings(seed, precision), device, observer).Run(train, validation);
             if (trainData.SkippedRows > 0) channel.Warning($"{trainData.SkippedRows} training rows were skipped because their image could not be read.");
+            if (validationData?.SkippedRows > 0) channel.Warning($"{validationData.SkippedRows} validation rows were skipped because their image could not be read.");
         }
         catch
         {

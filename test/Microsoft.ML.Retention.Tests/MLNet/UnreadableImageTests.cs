@@ -73,6 +73,31 @@ public sealed class UnreadableImageTests
     }
 
     [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void SkippedRowsAreCountedOnceWhetherTheImagesAreInMemoryOrStreamed(bool streamed)
+    {
+        // One bad row in the first batch and one after it: a count that restarts with each pass over the data (the
+        // check after training reads the first batch again) would say 1, or nothing.
+        var ml = new MLContext(seed: 1);
+        var rows = Rows("undecodable.png");
+        rows[18] = new FashionMnist.ImageRow { ImagePath = "missing.png", Label = rows[18].Label };
+        var view = ml.Data.LoadFromEnumerable(rows);
+        var data = Loader(ml, "LoadImages", view).Transform(view);
+        var log = new List<string>();
+        ml.Log += (_, entry) => { lock (log) log.Add(entry.Message); };
+        using var model = TinyFit.Fit(ml, data, o =>
+        {
+            o.SkipBadImages = true;
+            o.MaxEpoch = 3;
+            if (streamed) o.InMemoryBudgetBytes = 0;
+        });
+        Assert.IsTrue(log.Any(l => l.Contains(streamed ? "Streaming 20 training images" : "Decoding 20 training images")), string.Join("\n", log));
+        Assert.AreEqual(1, log.Count(l => l.Contains("2 training rows were skipped")), string.Join("\n", log.Where(l => l.Contains("skipped"))));
+        Assert.AreEqual(1, log.Count(l => l.Contains("Skipping a bad image") && l.Contains("missing.png")), "each bad row is named once, not once per epoch");
+    }
+
+    [TestMethod]
     [DataRow("LoadImages", "undecodable.png")]
     [DataRow("LoadImages", "missing.png")]
     [DataRow("LoadRawImageBytes", "empty.png")]
