@@ -37,7 +37,9 @@ public static class PredictCommand
     /// <summary>Scores each file with a PredictionEngine and prints its top-3 classes with probabilities.</summary>
     public static void ShowPredictions(IAnsiConsole console, MLContext ml, ITransformer model, IEnumerable<string> files)
     {
-        using var engine = ml.Model.CreatePredictionEngine<ImageClassifier.ModelInput, ImageClassifier.ModelOutput>(model);
+        // The caller keeps using and disposes the model: the engine must not own it.
+        using var engine = ml.Model.CreatePredictionEngine<ImageClassifier.ModelInput, ImageClassifier.ModelOutput>(model,
+            new PredictionEngineOptions { OwnsTransformer = false });
         string[] classNames = TrainCommand.SlotNames(engine.OutputSchema["Score"]);
         var table = new Table().Title("Predictions").AddColumns("Image", "Predicted", "Top 3");
         foreach (var file in files)

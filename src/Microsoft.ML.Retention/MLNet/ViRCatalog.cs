@@ -22,7 +22,7 @@ public static class ViRCatalog
     public static ViRImageClassificationTrainer ViR(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string labelColumnName = "Label",
-        string featureColumnName = "Features",
+        string featureColumnName = ViRImageClassificationTrainer.Options.DefaultFeatureColumnName,
         string scoreColumnName = "Score",
         string predictedLabelColumnName = "PredictedLabel",
         ViRConfig? architecture = null,

@@ -16,12 +16,12 @@ public static class ViRCheckpointCatalog
     /// <param name="catalog">The model operations catalog.</param>
     /// <param name="path">The safetensors file; its metadata must hold the config.</param>
     /// <param name="labelNames">The class names in the order of the head's outputs; null takes them from the checkpoint's metadata.</param>
-    /// <param name="featureColumnName">The image column.</param>
+    /// <param name="featureColumnName">The image column; "Features" by default, as for the trainer.</param>
     /// <param name="retention">How retention is computed when scoring; the default is the parallel form.</param>
     /// <exception cref="InvalidDataException">The checkpoint does not fit its config, or has no class names and none were given.</exception>
     /// <exception cref="ArgumentException">The class names do not match the head's class count.</exception>
     public static ViRImageClassificationTransformer LoadViRWeights(this ModelOperationsCatalog catalog, string path,
-        IReadOnlyList<string>? labelNames = null, string featureColumnName = "Image", RetentionSettings retention = default)
+        IReadOnlyList<string>? labelNames = null, string featureColumnName = ViRImageClassificationTrainer.Options.DefaultFeatureColumnName, RetentionSettings retention = default)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         ArgumentException.ThrowIfNullOrEmpty(path);

@@ -9,13 +9,16 @@ public sealed partial class ViRImageClassificationTrainer
     /// <summary>Everything <see cref="ViRImageClassificationTrainer"/> can be told.</summary>
     public sealed class Options
     {
+        /// <summary>The image column every ViR entry point reads by default: ML.NET's "Features".</summary>
+        internal const string DefaultFeatureColumnName = "Features";
+
         // ---- Columns ----
 
         /// <summary>The label: a key column (use MapValueToKey). The class count is its key count.</summary>
         public string LabelColumnName = "Label";
 
         /// <summary>The images: an MLImage column (LoadImages), encoded bytes (LoadRawImageBytes or byte[]), or a float vector [C, H, W] (ExtractPixels).</summary>
-        public string FeatureColumnName = "Features";
+        public string FeatureColumnName = DefaultFeatureColumnName;
 
         /// <summary>Output: class probabilities.</summary>
         public string ScoreColumnName = "Score";

@@ -155,7 +155,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <param name="imageSize">The resolution the exported model takes, or null for the model's.</param>
     /// <param name="includeEmbedding">Adds an <c>embedding</c> output [batch, dim].</param>
     /// <param name="opset">The ONNX opset, 17 to 21.</param>
-    public void ExportToOnnx(string path, RetentionMode mode = RetentionMode.Chunkwise, int chunkSize = ChunkSizes.Auto, int? imageSize = null,
+    public void ExportToOnnx(string path, RetentionMode mode = Onnx.ViROnnxExport.DefaultMode, int chunkSize = ChunkSizes.Auto, int? imageSize = null,
         bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.MinOpset)
     {
         ThrowIfDisposed();

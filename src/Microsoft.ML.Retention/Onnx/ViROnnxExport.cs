@@ -18,6 +18,9 @@ public static class ViROnnxExport
     /// <summary>The metadata keys.</summary>
     public const string LabelsKey = "labels", ConfigKey = "vir.config", RetentionKey = "vir.retention", PreprocessingKey = "vir.preprocessing";
 
+    /// <summary>The form written when none is named: linear in the tokens, and the same as Parallel within one chunk.</summary>
+    public const RetentionMode DefaultMode = RetentionMode.Chunkwise;
+
     /// <summary>The opsets the exporter writes: 17 (LayerNormalization's first) up to 21.</summary>
     public const int MinOpset = 17, MaxOpset = 21;
 
@@ -25,19 +28,20 @@ public static class ViROnnxExport
     /// <param name="model">The model; its weights are read, not changed.</param>
     /// <param name="path">The .onnx file to write.</param>
     /// <param name="labelNames">The class names, one per output of the head (stored as metadata); null for none.</param>
-    /// <param name="retention">Parallel or Chunkwise (with its chunk size). Recurrent is not exported: it gives the same scores as both.</param>
+    /// <param name="retention">Parallel or Chunkwise (with its chunk size), or null for <see cref="DefaultMode"/> with an automatic chunk size. Recurrent is not exported: it gives the same scores as both.</param>
     /// <param name="imageSize">The resolution the exported model takes (square), or null for the config's. Another resolution resamples the position embedding, as the model does.</param>
     /// <param name="includeEmbedding">Adds the <c>embedding</c> output, the [class] representation after the last LayerNorm.</param>
     /// <param name="opset">The ONNX opset, from <see cref="MinOpset"/> to <see cref="MaxOpset"/>.</param>
-    public static void Export(ViRModel model, string path, IReadOnlyList<string>? labelNames = null, RetentionSettings retention = default,
+    public static void Export(ViRModel model, string path, IReadOnlyList<string>? labelNames = null, RetentionSettings? retention = null,
         int? imageSize = null, bool includeEmbedding = false, int opset = MinOpset)
     {
+        var form = retention ?? new RetentionSettings(DefaultMode, ChunkSizes.Auto);
         ArgumentNullException.ThrowIfNull(model);
         ArgumentException.ThrowIfNullOrEmpty(path);
         var config = model.Config;
-        if (retention.Mode is not (RetentionMode.Parallel or RetentionMode.Chunkwise))
-            throw new ArgumentOutOfRangeException(nameof(retention), retention.Mode,
-                $"ONNX export writes retention in Parallel or Chunkwise form (both give the scores the Recurrent form gives), but the mode is {retention.Mode}.");
+        if (form.Mode is not (RetentionMode.Parallel or RetentionMode.Chunkwise))
+            throw new ArgumentOutOfRangeException(nameof(retention), form.Mode,
+                $"ONNX export writes retention in Parallel or Chunkwise form (both give the scores the Recurrent form gives), but the mode is {form.Mode}.");
         if (opset is < MinOpset or > MaxOpset)
             throw new ArgumentOutOfRangeException(nameof(opset), opset, $"opset must be from {MinOpset} (the first with LayerNormalization) to {MaxOpset}, but it is {opset}.");
         if (imageSize is { } size && (size < config.PatchSize || size % config.PatchSize != 0))
@@ -57,7 +61,7 @@ public static class ViROnnxExport
         weights["pos_embed"] = model.PositionEmbedding(gridH, gridW).detach().cpu().to(float32);
 
         var graph = new OnnxGraph();
-        var writer = new Writer(graph, weights, config, gridH * gridW + 1, retention);
+        var writer = new Writer(graph, weights, config, gridH * gridW + 1, form);
         var (probabilities, embedding) = writer.Forward("images");
         var outputs = new List<(string, long?[])>();
         if (probabilities is not null) outputs.Add((graph.Output(probabilities, "probabilities"), new long?[] { null, config.NumClasses }));
@@ -66,7 +70,7 @@ public static class ViROnnxExport
         var metadata = new Dictionary<string, string>
         {
             [ConfigKey] = config.ToJson(),
-            [RetentionKey] = $"{retention.Mode}, chunk size {ChunkSizes.Resolve(retention.ChunkSize, gridH * gridW + 1)}",
+            [RetentionKey] = $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
             [PreprocessingKey] = $"images [batch, {config.Channels}, {height}, {width}]: " +
                 (config.Channels == 1 ? "luma 0.299 R + 0.587 G + 0.114 B" : "R, G, B" + (config.Channels == 4 ? ", A" : "")) +
                 ", bilinear resize, (value / 255 - 0.5) / 0.5",

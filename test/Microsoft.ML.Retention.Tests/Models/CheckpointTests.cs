@@ -50,6 +50,25 @@ public sealed class CheckpointTests
     }
 
     [TestMethod]
+    public void LoadViRWeightsReadsTheTrainersDefaultImageColumn()
+    {
+        var ml = new Microsoft.ML.MLContext(seed: 1);
+        using var trained = TinyFit.Fit(ml, TinyFit.Images(ml, 2));
+        string path = TempFile();
+        try
+        {
+            trained.SaveWeights(path);
+            using var loaded = ml.Model.LoadViRWeights(path);
+            Assert.AreEqual(new ViRImageClassificationTrainer.Options().FeatureColumnName, loaded.Columns.Features);
+            Assert.AreEqual("Features", loaded.Columns.Features, "ML.NET's default feature column");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
     public void AWrongShapeOrAMissingTensorIsNamedAndNothingIsLoaded()
     {
         using var scope = NewDisposeScope();

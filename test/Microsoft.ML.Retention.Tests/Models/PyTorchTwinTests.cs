@@ -94,7 +94,7 @@ public sealed class PyTorchTwinTests
 
         // ML.NET: the checkpoint as a transformer, from the image files, in recurrent form, through a PredictionEngine and model.zip.
         var ml = new MLContext(seed: 1);
-        using var vir = ml.Model.LoadViRWeights(checkpoint).WithRetentionMode(RetentionMode.Recurrent);
+        using var vir = ml.Model.LoadViRWeights(checkpoint, featureColumnName: "Image").WithRetentionMode(RetentionMode.Recurrent);
         var rows = ml.Data.LoadFromEnumerable(images.Select(f => new FashionMnist.ImageRow { ImagePath = f }));
         var loadImages = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(rows);
         string zip = Path.Combine(_work, "twin-model.zip");

@@ -117,6 +117,27 @@ public sealed class OnnxExportTests
     }
 
     [TestMethod]
+    public void TheTransformerAndTheExporterWriteTheSameFormByDefault()
+    {
+        var ml = new MLContext(seed: 1);
+        using var model = TinyFit.Fit(ml, TinyFit.Images(ml, 2));
+        string fromTransformer = TempFile(), fromExporter = TempFile();
+        try
+        {
+            model.ExportToOnnx(fromTransformer);
+            ViROnnxExport.Export(model.Model, fromExporter, model.LabelNames);
+            using var session = new InferenceSession(fromExporter);
+            StringAssert.StartsWith(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey], ViROnnxExport.DefaultMode.ToString());
+            CollectionAssert.AreEqual(File.ReadAllBytes(fromTransformer), File.ReadAllBytes(fromExporter));
+        }
+        finally
+        {
+            File.Delete(fromTransformer);
+            File.Delete(fromExporter);
+        }
+    }
+
+    [TestMethod]
     public void UnsupportedRequestsAreRefusedByName()
     {
         using var scope = NewDisposeScope();

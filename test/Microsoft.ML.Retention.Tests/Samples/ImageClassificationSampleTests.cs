@@ -70,6 +70,14 @@ public sealed class ImageClassificationSampleTests
             StringAssert.Contains(predictions, "Recurrent");
             Assert.AreEqual(150, Directory.GetFiles(bag).Count(f => predictions.Contains(Path.GetFileName(f))));
 
+            // Showing predictions leaves the caller's model usable (the train command goes on with it).
+            var ml = new Microsoft.ML.MLContext();
+            var model = ml.Model.Load(report.ModelPath, out _);
+            var files = Directory.GetFiles(bag).Take(2).ToList();
+            PredictCommand.ShowPredictions(TextConsole().Console, ml, model, files);
+            PredictCommand.ShowPredictions(TextConsole().Console, ml, model, files);
+            ((IDisposable)model).Dispose();
+
             // export, then import (the path of a checkpoint trained with PyTorch): the same predictions, recurrent as saved.
             string weights = Path.Combine(output, "vir.safetensors");
             Assert.AreEqual(0, ExportCommand.Run(report.ModelPath, weights, RetentionMode.Chunkwise, TextConsole().Console));

@@ -56,7 +56,7 @@ string onnxPath = Path.Combine(work, "model.onnx"), weightsPath = Path.Combine(w
 loaded.ExportToOnnx(onnxPath, RetentionMode.Chunkwise);
 File.WriteAllLines(Path.Combine(work, "scores.txt"), testRows.Zip(parallelScores).Select(p => $"{p.First.ImagePath} {string.Join(' ', p.Second.Score.Select(v => v.ToString("R", System.Globalization.CultureInfo.InvariantCulture)))}"));
 ((IEnumerable<ITransformer>)loaded).OfType<ViRImageClassificationTransformer>().Single().SaveWeights(weightsPath);
-using (var fromWeights = ml2.Model.LoadViRWeights(weightsPath))
+using (var fromWeights = ml2.Model.LoadViRWeights(weightsPath, featureColumnName: "Image"))
 {
     var testImages = ml2.Transforms.LoadImages("Image", imageFolder, "ImagePath").Fit(ml2.Data.LoadFromEnumerable(testRows)).Transform(ml2.Data.LoadFromEnumerable(testRows));
     var weightScores = fromWeights.Transform(testImages).GetColumn<float[]>("Score").ToList();
