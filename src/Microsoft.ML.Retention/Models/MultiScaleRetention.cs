@@ -34,7 +34,7 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
         if (dim <= 0 || dim % heads != 0)
             throw new ArgumentException($"dim must be a positive multiple of heads ({heads}), but it is {dim}.", nameof(dim));
         _heads = heads;
-        _decay = new RetentionDecay(DecaySchedules.Gammas(schedule, heads));
+        _decay = RetentionDecay.Shared(DecaySchedules.Gammas(schedule, heads));
         qkv = Linear(dim, 3 * dim, hasBias: true);
         proj = Linear(dim, dim);
         if (useGate) gate = Linear(dim, dim);
@@ -44,6 +44,9 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
 
     /// <summary>The decay γ of each head.</summary>
     public IReadOnlyList<float> Gammas => _decay.Gammas;
+
+    /// <summary>The decays and their cached masks, shared by every layer with the same γ.</summary>
+    internal RetentionDecay Decay => _decay;
 
     /// <summary>Retention over [B, N, dim] tokens, computed as <paramref name="retention"/> says.</summary>
     public override Tensor forward(Tensor x, RetentionSettings retention)

@@ -144,47 +144,47 @@ public static class ViROnnxExport
             // [B, N, 3·dim] to q, k, v of [B, H, N, Dh].
             var heads = g.Op("Transpose", new[] { g.Op("Reshape", new[] { Linear(x, $"{name}.qkv"), Shape(0, 0, 3, _heads, _headDim) }) },
                 ("perm", new long[] { 2, 0, 3, 1, 4 }));
-            string Part(int i) => g.Op("Gather", new[] { heads, g.Ints($"{name}.part{i}", new long[] { i }, scalar: true) }, ("axis", 0));
+            string Part(int i) => g.Op("Gather", new[] { heads, Once($"qkv.part{i}", n => g.Ints(n, new long[] { i }, scalar: true)) }, ("axis", 0));
             var (q, k, v) = (Part(0), Part(1), Part(2));
             long chunk = retention.Mode == RetentionMode.Chunkwise ? Math.Min(ChunkSizes.Resolve(retention.ChunkSize, tokens), tokens) : tokens;
-            var retained = chunk >= tokens ? Parallel(q, k, v, name) : Chunkwise(q, k, v, chunk, name);
+            var retained = chunk >= tokens ? Parallel(q, k, v) : Chunkwise(q, k, v, chunk);
             // [B, H, N, Dh] to [B, N, dim], then the output projection.
             var merged = g.Op("Reshape", new[] { g.Op("Transpose", new[] { retained }, ("perm", new long[] { 0, 2, 1, 3 })), Shape(0, 0, config.Dim) });
             return Linear(merged, $"{name}.proj");
         }
 
-        private string Parallel(string q, string k, string v, string name)
+        private string Parallel(string q, string k, string v)
         {
             var scores = g.Op("MatMul", new[] { q, g.Op("Transpose", new[] { k }, ("perm", new long[] { 0, 1, 3, 2 })) });
-            return g.Op("MatMul", new[] { g.Op("Mul", new[] { scores, Mask(tokens, $"{name}.mask") }), v });
+            return g.Op("MatMul", new[] { g.Op("Mul", new[] { scores, Mask(tokens, "retention.mask") }), v });
         }
 
         // Chunks of C tokens: the parallel form inside each, and the states passed across them by one matmul with a
-        // constant [H, nC, nC] decay matrix, so there is no loop in the graph.
-        private string Chunkwise(string q, string k, string v, long c, string name)
+        // constant [H, nC, nC] decay matrix, so there is no loop in the graph. Every block shares these constants.
+        private string Chunkwise(string q, string k, string v, long c)
         {
             long chunks = (tokens + c - 1) / c, padding = chunks * c - tokens;
-            var pads = g.Ints($"{name}.pads", new long[] { 0, 0, 0, 0, 0, 0, padding, 0 });
+            var pads = Once("retention.pads", n => g.Ints(n, new long[] { 0, 0, 0, 0, 0, 0, padding, 0 }));
             string Chunked(string t) => g.Op("Reshape", new[] { padding > 0 ? g.Op("Pad", new[] { t, pads }) : t, Shape(0, _heads, chunks, c, _headDim) });
             var (qc, kc, vc) = (Chunked(q), Chunked(k), Chunked(v));
 
             var inner = g.Op("MatMul", new[] { qc, g.Op("Transpose", new[] { kc }, ("perm", new long[] { 0, 1, 2, 4, 3 })) });
-            var output = g.Op("MatMul", new[] { g.Op("Mul", new[] { inner, Unsqueezed(Mask(c, $"{name}.chunk_mask"), c, c) }), vc });
+            var output = g.Op("MatMul", new[] { g.Op("Mul", new[] { inner, Unsqueezed(Mask(c, "retention.chunk_mask"), c, c) }), vc });
 
-            var keyDecay = Decays($"{name}.key_decay", c, j => (c - 1 - j), 1.0);
+            var keyDecay = Decays("retention.key_decay", c, j => (c - 1 - j), 1.0);
             var states = g.Op("MatMul", new[] { g.Op("Transpose", new[] { g.Op("Mul", new[] { kc, keyDecay }) }, ("perm", new long[] { 0, 1, 2, 4, 3 })), vc });
             var flat = g.Op("Reshape", new[] { states, Shape(0, _heads, chunks, _headDim * _headDim) });
-            var entering = g.Op("Reshape", new[] { g.Op("MatMul", new[] { CrossChunkDecay(c, chunks, $"{name}.cross_decay"), flat }), Shape(0, _heads, chunks, _headDim, _headDim) });
-            var queryDecay = Decays($"{name}.query_decay", c, i => i + 1, 1 / Math.Sqrt(_headDim));
+            var entering = g.Op("Reshape", new[] { g.Op("MatMul", new[] { CrossChunkDecay(c, chunks, "retention.cross_decay"), flat }), Shape(0, _heads, chunks, _headDim, _headDim) });
+            var queryDecay = Decays("retention.query_decay", c, i => i + 1, 1 / Math.Sqrt(_headDim));
             output = g.Op("Add", new[] { output, g.Op("Mul", new[] { g.Op("MatMul", new[] { qc, entering }), queryDecay }) });
 
             var flatOutput = g.Op("Reshape", new[] { output, Shape(0, _heads, chunks * c, _headDim) });
             return padding == 0 ? flatOutput
-                : g.Op("Slice", new[] { flatOutput, g.Ints($"{name}.start", new long[] { 0 }), g.Ints($"{name}.end", new long[] { tokens }), g.Ints($"{name}.axis", new long[] { 2 }) });
+                : g.Op("Slice", new[] { flatOutput, Once("retention.start", n => g.Ints(n, new long[] { 0 })), Once("retention.end", n => g.Ints(n, new long[] { tokens })), Once("retention.axis", n => g.Ints(n, new long[] { 2 })) });
         }
 
         // [H, n, n]: γ^(i−j)/√Dh where i ≥ j, else 0.
-        private string Mask(long n, string name)
+        private string Mask(long n, string name) => Once(name, _ =>
         {
             var values = new float[_heads * n * n];
             double scale = 1 / Math.Sqrt(_headDim);
@@ -193,20 +193,20 @@ public static class ViROnnxExport
                     for (long j = 0; j <= i; j++)
                         values[(h * n + i) * n + j] = (float)(Math.Exp(_logGammas[h] * (i - j)) * scale);
             return g.Floats(name, values, _heads, n, n);
-        }
+        });
 
         // [H, 1, C, 1] with scale·γ^exponent(position): a per-row decay for [B, H, nC, C, ·] chunks.
-        private string Decays(string name, long c, Func<long, long> exponent, double scale)
+        private string Decays(string name, long c, Func<long, long> exponent, double scale) => Once(name, _ =>
         {
             var values = new float[_heads * c];
             for (int h = 0; h < _heads; h++)
                 for (long i = 0; i < c; i++)
                     values[h * c + i] = (float)(Math.Exp(_logGammas[h] * exponent(i)) * scale);
             return g.Floats(name, values, _heads, 1, c, 1);
-        }
+        });
 
         // [H, nC, nC] with γ^(C·(c−1−c')) where c' < c, else 0: how chunk c' reaches the state entering chunk c.
-        private string CrossChunkDecay(long c, long chunks, string name)
+        private string CrossChunkDecay(long c, long chunks, string name) => Once(name, _ =>
         {
             var values = new float[_heads * chunks * chunks];
             for (int h = 0; h < _heads; h++)
@@ -214,7 +214,7 @@ public static class ViROnnxExport
                     for (long j = 0; j < i; j++)
                         values[(h * chunks + i) * chunks + j] = (float)Math.Exp(_logGammas[h] * c * (i - 1 - j));
             return g.Floats(name, values, _heads, chunks, chunks);
-        }
+        });
 
         // [H, a, b] as [H, 1, a, b], to broadcast over the chunk axis.
         private string Unsqueezed(string t, long a, long b) => g.Op("Reshape", new[] { t, Shape(_heads, 1, a, b) });
@@ -235,19 +235,16 @@ public static class ViROnnxExport
 
         private readonly Dictionary<string, string> _constants = new();
 
-        private string Scalar(double value)
+        // One initializer per name, however many nodes read it.
+        private string Once(string name, Func<string, string> make)
         {
-            string key = $"scalar_{value:R}";
-            if (!_constants.TryGetValue(key, out var name)) _constants[key] = name = g.Floats(key, new[] { (float)value });
-            return name;
+            if (!_constants.TryGetValue(name, out var value)) _constants[name] = value = make(name);
+            return value;
         }
 
-        private string Shape(params long[] dims)
-        {
-            string key = $"shape_{string.Join('_', dims).Replace('-', 'm')}";
-            if (!_constants.TryGetValue(key, out var name)) _constants[key] = name = g.Ints(key, dims);
-            return name;
-        }
+        private string Scalar(double value) => Once($"scalar_{value:R}", name => g.Floats(name, new[] { (float)value }));
+
+        private string Shape(params long[] dims) => Once($"shape_{string.Join('_', dims).Replace('-', 'm')}", name => g.Ints(name, dims));
 
         private string Weight(string name, bool transpose = false)
         {

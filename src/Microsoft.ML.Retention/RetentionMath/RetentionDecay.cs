@@ -6,7 +6,8 @@ namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>
 /// Per-head decays γ and the decay masks and vectors derived from them, cached per
-/// (sequence or chunk length, dtype, device) so they are not rebuilt on every call.
+/// (sequence or chunk length, dtype, device) so they are not rebuilt on every call. Layers with the same γ share one
+/// instance (<see cref="Shared"/>), so a model keeps one copy of each mask within one budget, not one per block.
 /// Every exponent is non-negative, so nothing overflows on long sequences.
 /// </summary>
 internal sealed class RetentionDecay
@@ -48,11 +49,18 @@ internal sealed class RetentionDecay
         ArgumentNullException.ThrowIfNull(gamma, nameof(gamma));
         if (gamma.dim() != 1)
             throw new ArgumentException($"gamma must have shape [H], but its shape is [{string.Join(",", gamma.shape)}].", nameof(gamma));
-        float[] values = gamma.detach().cpu().to_type(ScalarType.Float32).data<float>().ToArray();
-        string key = string.Join(",", values.Select(v => BitConverter.SingleToInt32Bits(v)));
+        return Shared(gamma.detach().cpu().to_type(ScalarType.Float32).data<float>().ToArray());
+    }
+
+    /// <summary>The one instance for these γ values, with its cache.</summary>
+    internal static RetentionDecay Shared(IReadOnlyList<float> gammas)
+    {
+        ArgumentNullException.ThrowIfNull(gammas);
+        string key = string.Join(",", gammas.Select(v => BitConverter.SingleToInt32Bits(v)));
         if (SharedByValue.TryGetValue(key, out var shared)) return shared;
+        var decay = new RetentionDecay(gammas); // checks the values before anything is kept
         if (SharedByValue.Count >= MaxSharedDecays) SharedByValue.Clear();
-        return SharedByValue.GetOrAdd(key, _ => new RetentionDecay(values));
+        return SharedByValue.GetOrAdd(key, decay);
     }
 
     /// <summary>The γ of every head as a [H] tensor.</summary>

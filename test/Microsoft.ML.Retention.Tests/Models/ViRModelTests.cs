@@ -47,6 +47,23 @@ public sealed class ViRModelTests
     }
 
     [TestMethod]
+    public void EveryBlockSharesOneDecayCache()
+    {
+        using var scope = NewDisposeScope();
+        using var model = new ViRModel(ViRConfig.Mini with { Depth = 4 });
+        var decays = model.modules().OfType<MultiScaleRetention>().Select(m => m.Decay).ToList();
+        Assert.AreEqual(4, decays.Count);
+        Assert.AreEqual(1, decays.Distinct(ReferenceEqualityComparer.Instance).Count(), "one mask cache (and one budget) per model, not per block");
+        using var other = new ViRModel(ViRConfig.Mini with { Depth = 1 });
+        Assert.AreSame(decays[0], other.modules().OfType<MultiScaleRetention>().Single().Decay, "the same decays are shared by value");
+
+        // The parallel form's mask is built once for all four blocks.
+        var mask = decays[0].CausalMask(50, 0.125, ScalarType.Float32, CPU);
+        model.forward(randn(1, 1, 28, 28), new RetentionSettings(RetentionMode.Parallel));
+        Assert.AreSame(mask, decays[0].CausalMask(50, 0.125, ScalarType.Float32, CPU));
+    }
+
+    [TestMethod]
     public void ClassTokenIsLastSoTheFirstPatchReachesTheLogits()
     {
         using var scope = NewDisposeScope();

@@ -49,7 +49,7 @@ public sealed class OnnxExportTests
         using var model = new ViRModel(ViRConfig.Presets[preset] with { NumClasses = 10, LayerScaleInit = 0.5 });
         model.eval();
         var config = model.Config;
-        var retention = new RetentionSettings(mode, 16);
+        var retention = new RetentionSettings(mode, 32);
         string path = TempFile();
         try
         {
@@ -135,6 +135,38 @@ public sealed class OnnxExportTests
             File.Delete(fromTransformer);
             File.Delete(fromExporter);
         }
+    }
+
+    [TestMethod]
+    [DataRow(RetentionMode.Parallel)]
+    [DataRow(RetentionMode.Chunkwise)]
+    public void BlocksShareTheDecayConstants(RetentionMode mode)
+    {
+        // Two blocks more add their weights to the file and nothing else: the masks and decays are stored once.
+        using var scope = NewDisposeScope();
+        var config = ViRConfig.Mini with { Dim = 64, Heads = 8, NumClasses = 10 };
+        long Size(int depth)
+        {
+            using var model = new ViRModel(config with { Depth = depth });
+            string path = TempFile();
+            try
+            {
+                ViROnnxExport.Export(model, path, retention: new RetentionSettings(mode, 32));
+                return new FileInfo(path).Length;
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+        long blockWeightBytes;
+        using (var one = new ViRModel(config with { Depth = 1 }))
+            blockWeightBytes = one.named_parameters().Where(p => p.name.StartsWith("blocks.0.")).Sum(p => p.parameter.numel()) * sizeof(float);
+        long graphBytes = Size(4) - Size(2) - 2 * blockWeightBytes;
+        long side = mode == RetentionMode.Parallel ? config.PatchCount + 1 : 32;
+        long maskBytes = config.Heads * side * side * sizeof(float); // the form's [H, n, n] mask, one of the constants each block reads
+        Console.WriteLine($"{mode}: two more blocks add {graphBytes} bytes beside their weights (a mask is at least {maskBytes})");
+        Assert.IsTrue(graphBytes < maskBytes, $"{mode}: {graphBytes} bytes beside the weights");
     }
 
     [TestMethod]
