@@ -20,15 +20,16 @@ public static class BenchmarkRunner
         ("onnx", OnnxSuite.Run),
     };
 
-    public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log)
+    public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null)
     {
         var unknown = suites.Where(s => s != "all" && Suites.All(x => x.Name != s)).ToList();
         if (unknown.Count > 0)
             throw new ArgumentException($"Unknown suite(s) {string.Join(", ", unknown)}; expected {string.Join(", ", Suites.Select(s => s.Name))} or all.", nameof(suites));
         var settings = smoke ? BenchmarkSettings.SmokeTest
             : small ? new BenchmarkSettings { ModelName = "ViR-S vs ViT-S", ModelConfig = ViRConfig.Small } : new BenchmarkSettings();
+        if (resolutions is { Length: > 0 }) settings = settings with { Resolutions = resolutions };
 
-        string header = $"Run on {Environment.ProcessorCount} cores, {get_num_threads()} libtorch threads, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(smoke ? " (smoke sizes)" : "")}.\n\n";
+        string header = $"Run on {Cpu()}, {Environment.ProcessorCount} cores, {get_num_threads()} libtorch threads, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(smoke ? " (smoke sizes)" : "")}.\n\n";
         log.Write(header);
         var tables = new List<ResultTable>();
         foreach (var (name, run) in Suites.Where(s => suites.Contains("all") || suites.Contains(s.Name)))
@@ -44,5 +45,15 @@ public static class BenchmarkRunner
         var figures = tables.SelectMany(t => t.Figures).ToList();
         if (figures.Count > 0) log.WriteLine(PlotterProcess.Draw(figures, output));
         return 0;
+    }
+
+    /// <summary>The CPU's name and whether it computes bfloat16 natively: bfloat16 speeds hold only where it does.</summary>
+    private static string Cpu()
+    {
+        var lines = File.Exists("/proc/cpuinfo") ? File.ReadLines("/proc/cpuinfo").Take(60).ToList() : new List<string>();
+        string name = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "an unknown CPU";
+        var flags = lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(' ') ?? Array.Empty<string>();
+        var bfloat16 = new[] { "avx512_bf16", "amx_bf16" }.Where(flags.Contains).ToList();
+        return $"{name} ({(bfloat16.Count > 0 ? $"native bfloat16: {string.Join(", ", bfloat16)}" : "no native bfloat16")})";
     }
 }

@@ -10,8 +10,9 @@ var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, mode
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };
-var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention and ONNX Runtime.") { suite, smoke, output, small };
-root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out));
+var resolutions = new Option<int[]>("--resolutions") { Description = "Model suite: only these image sides (default: 224 to 2048).", AllowMultipleArgumentsPerToken = true };
+var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention and ONNX Runtime.") { suite, smoke, output, small, resolutions };
+root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out, parsed.GetValue(resolutions)));
 
 // The contention suite's other process: fits in a loop on the same cores.
 var seconds = new Option<int>("--seconds") { Description = "How long to keep fitting.", DefaultValueFactory = _ => 60 };
