@@ -2,19 +2,37 @@ using System.Text.Json;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.Transforms.Image;
 
 namespace ViRImageClassification.Onnx;
 
 /// <summary>
-/// An exported ViR (model.onnx) in an ML.NET pipeline: the library's preprocessing rebuilt from ML.NET's own image
-/// transforms, then ApplyOnnxModel. The class names and the input size come from the ONNX file itself.
+/// An exported ViR (model.onnx) in an ML.NET pipeline: ApplyOnnxModel on one image's pixels at its own size. The graph
+/// preprocesses them as the library does (the model's preprocessing, stored as JSON in the file's metadata), so the
+/// scores are the library's. The class names come from the ONNX file itself.
 /// </summary>
 public sealed class OnnxImageClassifier : IDisposable
 {
-    public sealed class ImageInput
+    /// <summary>The exported model's inputs: one image's 4-byte pixels in B, G, R, A order, and its size.</summary>
+    public sealed class PixelsInput
     {
-        public string ImagePath { get; set; } = "";
+        [ColumnName("pixels"), VectorType]
+        public byte[] Pixels { get; set; } = Array.Empty<byte>();
+
+        [ColumnName("height"), VectorType(1)]
+        public long[] Height { get; set; } = new long[1];
+
+        [ColumnName("width"), VectorType(1)]
+        public long[] Width { get; set; } = new long[1];
+
+        /// <summary>Decodes an image file (PNG, JPEG, ...) as it is: no resize, no colour conversion.</summary>
+        public static PixelsInput FromFile(string path)
+        {
+            using var image = MLImage.CreateFromFile(path);
+            byte[] pixels = image.Pixels.ToArray();
+            if (image.PixelFormat == MLPixelFormat.Rgba32)
+                for (int i = 0; i < pixels.Length; i += 4) (pixels[i], pixels[i + 2]) = (pixels[i + 2], pixels[i]);
+            return new PixelsInput { Pixels = pixels, Height = new long[] { image.Height }, Width = new long[] { image.Width } };
+        }
     }
 
     public sealed class Prediction
@@ -24,43 +42,39 @@ public sealed class OnnxImageClassifier : IDisposable
     }
 
     private readonly ITransformer _model;
-    private readonly PredictionEngine<ImageInput, Prediction> _engine;
+    private readonly PredictionEngine<PixelsInput, Prediction> _engine;
 
     public OnnxImageClassifier(MLContext ml, string onnxPath)
     {
-        (LabelNames, Channels, Height, Width) = ReadModelInfo(onnxPath);
-        // The contract of ViROnnxExport: [batch, C, H, W], RGB (or grayscale for one channel), resized to H×W, in [-1, 1].
-        IEstimator<ITransformer> pipeline = ml.Transforms.LoadImages("Image", null, nameof(ImageInput.ImagePath))
-            .Append(ml.Transforms.ResizeImages("Image", Width, Height));
-        if (Channels == 1) pipeline = pipeline.Append(ml.Transforms.ConvertToGrayscale("Image"));
-        var colors = Channels == 1 ? ImagePixelExtractingEstimator.ColorBits.Red : ImagePixelExtractingEstimator.ColorBits.Rgb;
-        pipeline = pipeline
-            .Append(ml.Transforms.ExtractPixels("images", "Image", colors, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
-            .Append(ml.Transforms.ApplyOnnxModel("probabilities", "images", onnxPath));
-        _model = pipeline.Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
-        _engine = ml.Model.CreatePredictionEngine<ImageInput, Prediction>(_model);
+        (LabelNames, Preprocessing) = ReadModelInfo(onnxPath);
+        var pipeline = ml.Transforms.ApplyOnnxModel(new[] { "probabilities" }, new[] { "pixels", "height", "width" }, onnxPath);
+        _model = pipeline.Fit(ml.Data.LoadFromEnumerable(Array.Empty<PixelsInput>()));
+        _engine = ml.Model.CreatePredictionEngine<PixelsInput, Prediction>(_model);
     }
 
     public IReadOnlyList<string> LabelNames { get; }
-    public int Channels { get; }
-    public int Height { get; }
-    public int Width { get; }
+
+    /// <summary>How the graph turns pixels into the model's input (metadata "vir.preprocessing", JSON).</summary>
+    public JsonElement Preprocessing { get; }
+
+    /// <summary>Class probabilities of one image file, in the order of <see cref="LabelNames"/>.</summary>
+    public float[] Probabilities(string imagePath) => _engine.Predict(PixelsInput.FromFile(imagePath)).Probabilities;
 
     /// <summary>The classes of one image file, most likely first.</summary>
     public IEnumerable<(string Label, float Probability)> Predict(string imagePath) =>
-        _engine.Predict(new ImageInput { ImagePath = imagePath }).Probabilities
-            .Select((p, i) => (LabelNames[i], p)).OrderByDescending(x => x.p);
+        Probabilities(imagePath).Select((p, i) => (LabelNames[i], p)).OrderByDescending(x => x.p);
 
-    /// <summary>The class names (metadata "labels", a JSON array) and the input shape, as ONNX Runtime reads them.</summary>
-    public static (IReadOnlyList<string> Labels, int Channels, int Height, int Width) ReadModelInfo(string onnxPath)
+    /// <summary>The class names (metadata "labels", a JSON array) and the preprocessing, as ONNX Runtime reads them.</summary>
+    public static (IReadOnlyList<string> Labels, JsonElement Preprocessing) ReadModelInfo(string onnxPath)
     {
         using var session = new InferenceSession(onnxPath);
-        if (!session.ModelMetadata.CustomMetadataMap.TryGetValue("labels", out var json))
-            throw new InvalidDataException($"'{onnxPath}' has no 'labels' metadata: it was not exported by Microsoft.ML.Retention's ExportToOnnx.");
+        var metadata = session.ModelMetadata.CustomMetadataMap;
+        if (!metadata.TryGetValue("labels", out var json) || !metadata.TryGetValue("vir.preprocessing", out var preprocessing))
+            throw new InvalidDataException($"'{onnxPath}' has no 'labels' or 'vir.preprocessing' metadata: it was not exported by Microsoft.ML.Retention's ExportToOnnx.");
+        if (!session.InputMetadata.ContainsKey("pixels"))
+            throw new InvalidDataException($"'{onnxPath}' has no 'pixels' input: export it with the default input (OnnxImageInput.Pixels).");
         var labels = JsonSerializer.Deserialize<string[]>(json) ?? throw new InvalidDataException($"'{onnxPath}': the 'labels' metadata is empty.");
-        var dims = session.InputMetadata.TryGetValue("images", out var input) ? input.Dimensions
-            : throw new InvalidDataException($"'{onnxPath}' has no 'images' input.");
-        return (labels, dims[1], dims[2], dims[3]);
+        return (labels, JsonDocument.Parse(preprocessing).RootElement.Clone());
     }
 
     public void Dispose()

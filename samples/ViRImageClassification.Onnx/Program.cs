@@ -14,7 +14,7 @@ if (paths.Count == 0)
 }
 
 using var classifier = new OnnxImageClassifier(new MLContext(), modelPath);
-Console.WriteLine($"{modelPath}: {classifier.Channels}×{classifier.Height}×{classifier.Width} images, {classifier.LabelNames.Count} classes.");
+Console.WriteLine($"{modelPath}: {classifier.LabelNames.Count} classes; preprocessing in the graph: {classifier.Preprocessing}.");
 var files = paths.SelectMany<string, string>(p => Directory.Exists(p) ? Directory.EnumerateFiles(p, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal) : [p]);
 foreach (var file in files)
     Console.WriteLine($"{file}: {string.Join(", ", classifier.Predict(file).Take(3).Select(p => $"{p.Label} {p.Probability:P1}"))}");

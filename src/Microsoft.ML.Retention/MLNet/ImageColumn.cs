@@ -19,9 +19,8 @@ internal enum ImageColumnKind
 }
 
 /// <summary>
-/// Reads one input column as model-ready image tensors [C, H, W] at the model's resolution:
-/// images are resized (bilinear, antialiased), mapped to the model's channels and scaled to [−1, 1];
-/// pixel vectors are taken as given and only resized.
+/// Reads one input column as model-ready image tensors [C, H, W] at the model's resolution: images go through the
+/// model's <see cref="ImagePreprocessing"/>; pixel vectors are taken as given and only resized.
 /// </summary>
 internal sealed class ImageColumn
 {
@@ -225,14 +224,15 @@ internal sealed class ImageColumn
         // MLImage pixels are 4 bytes per pixel, in BGRA or RGBA order.
         var hwc = tensor(image.Pixels.ToArray()).view(image.Height, image.Width, 4).permute(2, 0, 1).to(float32).div_(255);
         var (r, g, b) = image.PixelFormat == MLPixelFormat.Bgra32 ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
+        var p = _config.Preprocessing;
         var planes = _config.Channels switch
         {
-            1 => (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(0),
+            1 => (p.LumaRed * r + p.LumaGreen * g + p.LumaBlue * b).unsqueeze(0),
             3 => stack(new[] { r, g, b }),
             4 => stack(new[] { r, g, b, hwc[3] }),
             _ => throw new InvalidOperationException($"Images can feed a model with 1, 3 or 4 channels, but this model has {_config.Channels}."),
         };
-        return Resize(planes.sub_(0.5).div_(0.5)).MoveToOuterDisposeScope();
+        return Resize(planes.sub_(p.Mean).div_(p.Std)).MoveToOuterDisposeScope();
     }
 
     private Tensor Resize(Tensor chw)

@@ -97,7 +97,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             using var progress = _host.StartProgressChannel("Training ViR");
             var observer = new ChannelTrainingObserver(_host, channel, progress, _options);
             var precision = ViRImageClassificationTransformer.EffectivePrecision(_options.TrainingPrecision, device, "training", m => channel.Warning(m));
-            new TrainingLoop(model, TrainingSettings(seed, precision), device, observer).Run(train, validation);
+            new TrainingLoop(model, TrainingSettings(seed, precision, config.Preprocessing), device, observer).Run(train, validation);
             if (trainData.SkippedRows > 0) channel.Warning($"{trainData.SkippedRows} training rows were skipped because their image could not be read.");
             if (validationData?.SkippedRows > 0) channel.Warning($"{validationData.SkippedRows} validation rows were skipped because their image could not be read.");
         }
@@ -171,10 +171,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return config;
     }
 
-    private TrainingSettings TrainingSettings(int seed, ViRPrecision precision)
+    private TrainingSettings TrainingSettings(int seed, ViRPrecision precision, ImagePreprocessing preprocessing)
     {
         var o = _options;
-        var augmentation = o.Augment ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, seed) : null;
+        var augmentation = o.Augment
+            ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, (preprocessing.Low, preprocessing.High), seed)
+            : null;
         return new(o.MaxEpoch, o.BatchSize, o.LearningRate, o.WeightDecay, o.WarmupEpochs, o.LabelSmoothing, o.GradientClipNorm,
             o.TrainingRetention, precision, seed, augmentation, o.EarlyStopping);
     }

@@ -145,23 +145,25 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>
     /// Writes the model as ONNX, for ML.NET's <c>ApplyOnnxModel</c> and ONNX Runtime without libtorch
-    /// (<see cref="Onnx.ViROnnxExport"/>): input <c>images</c> [batch, C, H, W] preprocessed as this transformer does,
-    /// output <c>probabilities</c> [batch, classes], the class names in the metadata. Recurrent retention is not
-    /// exported; Parallel and Chunkwise give its scores.
+    /// (<see cref="Onnx.ViROnnxExport"/>): by default input <c>pixels</c>, <c>height</c> and <c>width</c>, one image at any
+    /// size preprocessed in the graph as this transformer does (<see cref="Onnx.OnnxImageInput"/>); output
+    /// <c>probabilities</c> [batch, classes]; the class names and the preprocessing in the metadata. Recurrent retention
+    /// is not exported; Parallel and Chunkwise give its scores.
     /// </summary>
     /// <param name="path">The .onnx file to write.</param>
     /// <param name="mode">Parallel or Chunkwise.</param>
     /// <param name="chunkSize">Tokens per chunk in Chunkwise form; <see cref="ChunkSizes.Auto"/> picks it from the token count.</param>
     /// <param name="imageSize">The resolution the exported model takes, or null for the model's.</param>
     /// <param name="includeEmbedding">Adds an <c>embedding</c> output [batch, dim].</param>
-    /// <param name="opset">The ONNX opset, 17 to 21.</param>
+    /// <param name="opset">The ONNX opset, 17 (18 for pixels input) to 21.</param>
+    /// <param name="input">One image's pixels, preprocessed in the graph, or a preprocessed batch.</param>
     public void ExportToOnnx(string path, RetentionMode mode = Onnx.ViROnnxExport.DefaultMode, int chunkSize = ChunkSizes.Auto, int? imageSize = null,
-        bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.MinOpset)
+        bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.DefaultOpset, Onnx.OnnxImageInput input = Onnx.ViROnnxExport.DefaultInput)
     {
         ThrowIfDisposed();
         var retention = new RetentionSettings(mode, chunkSize);
         using var use = _shared.Use() ?? throw DisposedError();
-        Onnx.ViROnnxExport.Export(Model, path, LabelNames, retention, imageSize, includeEmbedding, opset);
+        Onnx.ViROnnxExport.Export(Model, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
     }
 
     /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>

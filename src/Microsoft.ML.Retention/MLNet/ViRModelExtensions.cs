@@ -26,12 +26,12 @@ public static class ViRModelExtensions
     /// other transformers (label mapping, image loading) are rebuilt around it with ML.NET's own transforms.
     /// </summary>
     /// <exception cref="ArgumentException">The model contains no <see cref="ViRImageClassificationTransformer"/>.</exception>
-    public static void ExportToOnnx(this ITransformer model, string path, RetentionMode mode = RetentionMode.Chunkwise, int chunkSize = ChunkSizes.Auto,
-        int? imageSize = null, bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.MinOpset)
+    public static void ExportToOnnx(this ITransformer model, string path, RetentionMode mode = Onnx.ViROnnxExport.DefaultMode, int chunkSize = ChunkSizes.Auto,
+        int? imageSize = null, bool includeEmbedding = false, int opset = Onnx.ViROnnxExport.DefaultOpset, Onnx.OnnxImageInput input = Onnx.ViROnnxExport.DefaultInput)
     {
         ArgumentNullException.ThrowIfNull(model);
         var vir = ViRsIn(model).FirstOrDefault() ?? throw NoViR(model);
-        vir.ExportToOnnx(path, mode, chunkSize, imageSize, includeEmbedding, opset);
+        vir.ExportToOnnx(path, mode, chunkSize, imageSize, includeEmbedding, opset, input);
     }
 
     /// <summary>The ViR transformers in a model: itself, or those in its chains, in order.</summary>

@@ -63,6 +63,9 @@ public sealed record ViRConfig
     /// <summary>Number of output classes; 0 gives a model without a head.</summary>
     public int NumClasses { get; init; } = 1000;
 
+    /// <summary>How an image becomes this model's input; the same for training, scoring and every export.</summary>
+    public ImagePreprocessing Preprocessing { get; init; } = new();
+
     /// <summary>Patches per image at the configured resolution.</summary>
     [JsonIgnore]
     public int PatchCount => ImageHeight / PatchSize * (ImageWidth / PatchSize);
@@ -136,6 +139,8 @@ public sealed record ViRConfig
         Require(LayerScaleInit >= 0, nameof(LayerScaleInit), "0 (off) or positive", LayerScaleInit);
         Require(Enum.IsDefined(DecaySchedule), nameof(DecaySchedule), "a defined schedule", DecaySchedule);
         Require(NumClasses >= 0, nameof(NumClasses), "0 (no head) or more", NumClasses);
+        Require(Preprocessing is not null, nameof(Preprocessing), "an ImagePreprocessing", "null");
+        Preprocessing!.Validate();
     }
 
     private static void Require(bool ok, string field, string expected, object actual)

@@ -6,7 +6,8 @@ namespace Microsoft.ML.Retention.Onnx;
 /// </summary>
 internal sealed class OnnxGraph
 {
-    private const int FloatType = 1, Int64Type = 7;
+    /// <summary>TensorProto element types.</summary>
+    public const int FloatType = 1, UInt8Type = 2, Int64Type = 7;
     private readonly List<Protobuf> _nodes = new();
     private readonly List<Protobuf> _initializers = new();
     private readonly HashSet<string> _names = new();
@@ -48,16 +49,19 @@ internal sealed class OnnxGraph
         return name;
     }
 
-    /// <summary>The ModelProto: float inputs and outputs with their shapes (null dims are the dynamic batch).</summary>
-    public byte[] ToModel(int opset, IEnumerable<(string Name, long?[] Dims)> inputs, IEnumerable<(string Name, long?[] Dims)> outputs,
+    /// <summary>
+    /// The ModelProto. Inputs and outputs have an element type and dims: a number is a fixed size, a string names a
+    /// dynamic one.
+    /// </summary>
+    public byte[] ToModel(int opset, IEnumerable<(string Name, int Type, object[] Dims)> inputs, IEnumerable<(string Name, int Type, object[] Dims)> outputs,
         IReadOnlyDictionary<string, string> metadata, string producerVersion)
     {
         var graph = new Protobuf();
         foreach (var node in _nodes) graph.Message(1, node);                  // GraphProto.node
         graph.String(2, "vir");                                               // name
         foreach (var initializer in _initializers) graph.Message(5, initializer);
-        foreach (var (name, dims) in inputs) graph.Message(11, ValueInfo(name, dims));
-        foreach (var (name, dims) in outputs) graph.Message(12, ValueInfo(name, dims));
+        foreach (var (name, type, dims) in inputs) graph.Message(11, ValueInfo(name, type, dims));
+        foreach (var (name, type, dims) in outputs) graph.Message(12, ValueInfo(name, type, dims));
 
         var model = new Protobuf()
             .Int(1, opset <= 17 ? 8 : opset <= 19 ? 9 : 10)                   // ir_version: the one of the opset's ONNX release
@@ -90,16 +94,23 @@ internal sealed class OnnxGraph
             int i => attribute.Int(3, i).Int(20, 2),                          // i, type INT
             long l => attribute.Int(3, l).Int(20, 2),
             long[] ints => attribute.PackedInts(8, ints).Int(20, 7),          // ints, type INTS
+            string s => attribute.String(4, s).Int(20, 3),                    // s, type STRING
             _ => throw new ArgumentException($"Attribute '{name}' has type {value.GetType().Name}, which the ONNX writer does not write."),
         };
     }
 
-    private static Protobuf ValueInfo(string name, long?[] dims)
+    private static Protobuf ValueInfo(string name, int type, object[] dims)
     {
         var shape = new Protobuf();
         foreach (var dim in dims)
-            shape.Message(1, dim is { } size ? new Protobuf().Int(1, size) : new Protobuf().String(2, "batch")); // dim_value, dim_param
-        var tensorType = new Protobuf().Int(1, FloatType).Message(2, shape);  // elem_type, shape
+            shape.Message(1, dim switch                                       // TensorShapeProto.dim
+            {
+                long size => new Protobuf().Int(1, size),                     // dim_value
+                int size => new Protobuf().Int(1, size),
+                string dynamic => new Protobuf().String(2, dynamic),          // dim_param
+                _ => throw new ArgumentException($"Dimension {dim} of '{name}' is neither a size nor a name."),
+            });
+        var tensorType = new Protobuf().Int(1, type).Message(2, shape);       // elem_type, shape
         return new Protobuf().String(1, name).Message(2, new Protobuf().Message(1, tensorType)); // name, type.tensor_type
     }
 }

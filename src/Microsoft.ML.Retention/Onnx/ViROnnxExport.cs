@@ -7,11 +7,11 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Retention.Onnx;
 
 /// <summary>
-/// Writes a <see cref="ViRModel"/> as an ONNX model (opset 17 or newer, no Python involved), in the parallel or the
-/// chunkwise form of retention. Input <c>images</c> [batch, C, H, W] float32, preprocessed as the library's image
-/// column does: RGB (or ITU-R 601 luma for one channel), resized to H×W, scaled to [-1, 1]. Outputs
+/// Writes a <see cref="ViRModel"/> as an ONNX model (no Python involved), in the parallel or the chunkwise form of
+/// retention. The input is one image's pixels at any size, preprocessed inside the graph as the library does
+/// (<see cref="OnnxImageInput.Pixels"/>), or a preprocessed batch (<see cref="OnnxImageInput.Images"/>). Outputs
 /// <c>probabilities</c> [batch, classes] and, if asked for, <c>embedding</c> [batch, dim]. The metadata holds the class
-/// names (<see cref="LabelsKey"/>, a JSON array), the config and the retention form.
+/// names (<see cref="LabelsKey"/>, a JSON array), the config, the retention form and the preprocessing (JSON).
 /// </summary>
 public static class ViROnnxExport
 {
@@ -21,8 +21,14 @@ public static class ViROnnxExport
     /// <summary>The form written when none is named: linear in the tokens, and the same as Parallel within one chunk.</summary>
     public const RetentionMode DefaultMode = RetentionMode.Chunkwise;
 
-    /// <summary>The opsets the exporter writes: 17 (LayerNormalization's first) up to 21.</summary>
-    public const int MinOpset = 17, MaxOpset = 21;
+    /// <summary>The input written when none is named: the one that scores exactly as the library does.</summary>
+    public const OnnxImageInput DefaultInput = OnnxImageInput.Pixels;
+
+    /// <summary>
+    /// The opsets the exporter writes: 17 (LayerNormalization's first) up to 21; <see cref="OnnxImageInput.Pixels"/>
+    /// needs 18 (Resize's antialias), which is the default.
+    /// </summary>
+    public const int MinOpset = 17, PixelsMinOpset = 18, MaxOpset = 21, DefaultOpset = 18;
 
     /// <summary>Writes <paramref name="model"/> as ONNX to <paramref name="path"/> (the file appears only when complete).</summary>
     /// <param name="model">The model; its weights are read, not changed.</param>
@@ -31,9 +37,10 @@ public static class ViROnnxExport
     /// <param name="retention">Parallel or Chunkwise (with its chunk size), or null for <see cref="DefaultMode"/> with an automatic chunk size. Recurrent is not exported: it gives the same scores as both.</param>
     /// <param name="imageSize">The resolution the exported model takes (square), or null for the config's. Another resolution resamples the position embedding, as the model does.</param>
     /// <param name="includeEmbedding">Adds the <c>embedding</c> output, the [class] representation after the last LayerNorm.</param>
-    /// <param name="opset">The ONNX opset, from <see cref="MinOpset"/> to <see cref="MaxOpset"/>.</param>
+    /// <param name="opset">The ONNX opset, from <see cref="MinOpset"/> (<see cref="PixelsMinOpset"/> for pixels) to <see cref="MaxOpset"/>.</param>
+    /// <param name="input">Pixels of one image at any size, preprocessed in the graph, or a preprocessed batch.</param>
     public static void Export(ViRModel model, string path, IReadOnlyList<string>? labelNames = null, RetentionSettings? retention = null,
-        int? imageSize = null, bool includeEmbedding = false, int opset = MinOpset)
+        int? imageSize = null, bool includeEmbedding = false, int opset = DefaultOpset, OnnxImageInput input = DefaultInput)
     {
         var form = retention ?? new RetentionSettings(DefaultMode, ChunkSizes.Auto);
         ArgumentNullException.ThrowIfNull(model);
@@ -42,8 +49,13 @@ public static class ViROnnxExport
         if (form.Mode is not (RetentionMode.Parallel or RetentionMode.Chunkwise))
             throw new ArgumentOutOfRangeException(nameof(retention), form.Mode,
                 $"ONNX export writes retention in Parallel or Chunkwise form (both give the scores the Recurrent form gives), but the mode is {form.Mode}.");
+        if (!Enum.IsDefined(input))
+            throw new ArgumentOutOfRangeException(nameof(input), input, $"input must be Pixels or Images, but it is {input}.");
         if (opset is < MinOpset or > MaxOpset)
             throw new ArgumentOutOfRangeException(nameof(opset), opset, $"opset must be from {MinOpset} (the first with LayerNormalization) to {MaxOpset}, but it is {opset}.");
+        if (input == OnnxImageInput.Pixels && opset < PixelsMinOpset)
+            throw new ArgumentOutOfRangeException(nameof(opset), opset,
+                $"Pixels input needs opset {PixelsMinOpset} or newer (Resize with antialias), but the opset is {opset}; export Images input for opset {opset}.");
         if (imageSize is { } size && (size < config.PatchSize || size % config.PatchSize != 0))
             throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize, $"imageSize must be a positive multiple of the patch size {config.PatchSize}, but it is {imageSize}.");
         if (config.NumClasses == 0 && !includeEmbedding)
@@ -62,21 +74,24 @@ public static class ViROnnxExport
 
         var graph = new OnnxGraph();
         var writer = new Writer(graph, weights, config, gridH * gridW + 1, form);
-        var (probabilities, embedding) = writer.Forward("images");
-        var outputs = new List<(string, long?[])>();
-        if (probabilities is not null) outputs.Add((graph.Output(probabilities, "probabilities"), new long?[] { null, config.NumClasses }));
-        if (includeEmbedding) outputs.Add((graph.Output(embedding, "embedding"), new long?[] { null, config.Dim }));
+        var inputs = input == OnnxImageInput.Images
+            ? new[] { ("images", OnnxGraph.FloatType, new object[] { "batch", config.Channels, height, width }) }
+            // pixels [1, height·width·4]: ML.NET's ApplyOnnxModel fills the one dynamic size after a leading 1.
+            : new[] { ("pixels", OnnxGraph.UInt8Type, new object[] { 1, "pixel_bytes" }), ("height", OnnxGraph.Int64Type, new object[] { 1 }),
+                      ("width", OnnxGraph.Int64Type, new object[] { 1 }) };
+        var (probabilities, embedding) = writer.Forward(input == OnnxImageInput.Images ? "images" : writer.Preprocessed("pixels", "height", "width", height, width));
+        var outputs = new List<(string, int, object[])>();
+        if (probabilities is not null) outputs.Add((graph.Output(probabilities, "probabilities"), OnnxGraph.FloatType, new object[] { "batch", config.NumClasses }));
+        if (includeEmbedding) outputs.Add((graph.Output(embedding, "embedding"), OnnxGraph.FloatType, new object[] { "batch", config.Dim }));
 
         var metadata = new Dictionary<string, string>
         {
             [ConfigKey] = config.ToJson(),
             [RetentionKey] = $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
-            [PreprocessingKey] = $"images [batch, {config.Channels}, {height}, {width}]: " +
-                (config.Channels == 1 ? "luma 0.299 R + 0.587 G + 0.114 B" : "R, G, B" + (config.Channels == 4 ? ", A" : "")) +
-                ", bilinear resize, (value / 255 - 0.5) / 0.5",
+            [PreprocessingKey] = JsonSerializer.Serialize(config.Preprocessing),
         };
         if (labelNames is not null) metadata[LabelsKey] = JsonSerializer.Serialize(labelNames);
-        byte[] bytes = graph.ToModel(opset, new[] { ("images", new long?[] { null, config.Channels, height, width }) }, outputs, metadata,
+        byte[] bytes = graph.ToModel(opset, inputs, outputs, metadata,
             typeof(ViROnnxExport).Assembly.GetName().Version?.ToString() ?? "");
 
         string temporary = path + ".tmp";
@@ -89,6 +104,34 @@ public static class ViROnnxExport
     {
         private readonly int _heads = config.Heads, _headDim = config.Dim / config.Heads;
         private readonly double[] _logGammas = DecaySchedules.Gammas(config.DecaySchedule, config.Heads).Select(g => Math.Log(g)).ToArray();
+
+        /// <summary>
+        /// [1, C, height, width] model input from one image's BGRA bytes and size, as <see cref="ImagePreprocessing"/>
+        /// says: colour planes, (value / 255 − mean) / std, then the antialiased bilinear stretch.
+        /// </summary>
+        public string Preprocessed(string pixels, string imageHeight, string imageWidth, long height, long width)
+        {
+            var p = config.Preprocessing;
+            var hwc = g.Op("Reshape", new[] { g.Op("Cast", new[] { pixels }, ("to", (long)OnnxGraph.FloatType)),
+                g.Op("Concat", new[] { imageHeight, imageWidth, g.Ints("pixel_channels", new long[] { 4 }) }, ("axis", 0)) });
+            var bgra = g.Op("Transpose", new[] { hwc }, ("perm", new long[] { 2, 0, 1 }));
+            string planes = config.Channels switch
+            {
+                1 => g.Op("ReduceSum", new[] { g.Op("Mul", new[] {
+                        g.Op("Slice", new[] { bgra, g.Ints("bgr_start", new long[] { 0 }), g.Ints("bgr_end", new long[] { 3 }), g.Ints("bgr_axis", new long[] { 0 }) }),
+                        g.Floats("luma_bgr", new[] { (float)p.LumaBlue, (float)p.LumaGreen, (float)p.LumaRed }, 3, 1, 1) }),
+                    g.Ints("luma_axis", new long[] { 0 }) }, ("keepdims", 1L)),
+                3 => g.Op("Gather", new[] { bgra, g.Ints("rgb", new long[] { 2, 1, 0 }) }, ("axis", 0)),
+                4 => g.Op("Gather", new[] { bgra, g.Ints("rgba", new long[] { 2, 1, 0, 3 }) }, ("axis", 0)),
+                int c => throw new ArgumentException($"Pixels input feeds a model with 1, 3 or 4 channels, but this model has {c}; export Images input."),
+            };
+            // (v / 255 − mean) / std = v · (1 / (255·std)) − mean / std
+            var scaled = g.Op("Add", new[] { g.Op("Mul", new[] { planes, Scalar(1 / (255 * p.Std)) }), Scalar(-p.Mean / p.Std) });
+            var batch = g.Op("Unsqueeze", new[] { scaled, g.Ints("batch_axis", new long[] { 0 }) });
+            return g.Op("Resize", new[] { batch, "", "", g.Ints("input_size", new long[] { 1, config.Channels, height, width }) },
+                // exclude_outside renormalizes the filter where it overhangs the image's edge, as torch does (off, edges differ by 0.05).
+                ("mode", "linear"), ("antialias", 1L), ("coordinate_transformation_mode", "half_pixel"), ("exclude_outside", 1L));
+        }
 
         public (string? Probabilities, string Embedding) Forward(string images)
         {

@@ -13,9 +13,12 @@ internal sealed class ImageAugmentation
     private readonly bool _flip;
     private readonly double _erasing;
     private readonly Random _random;
+    private readonly (double Low, double High) _pixelRange;
 
-    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, double randomErasing, int seed)
+    // pixelRange: what black and white pixels become (Models.ImagePreprocessing); random erasing's noise spans it.
+    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, double randomErasing, (double Low, double High) pixelRange, int seed)
     {
+        _pixelRange = pixelRange;
         _minScale = minCropScale;
         _maxTranslation = maxTranslation;
         _flip = horizontalFlip;
@@ -48,7 +51,7 @@ internal sealed class ImageAugmentation
     }
 
     // With probability _erasing, a rectangle of 2–33 % of the image, aspect ratio in [0.3, 3.3], becomes uniform noise over the
-    // library's pixel range, [-1, 1].
+    // pixel range.
     private Tensor Erase(Tensor images)
     {
         long batch = images.shape[0], h = images.shape[2], w = images.shape[3];
@@ -69,7 +72,8 @@ internal sealed class ImageAugmentation
         }
         var erased = tensor(mask, new[] { batch, 1L, h, w }, device: images.device);
         using var generator = new Generator((ulong)_random.NextInt64());
-        var noise = rand(images.shape, images.dtype, generator: generator).mul_(2).sub_(1).to(images.device);
+        var (low, high) = _pixelRange;
+        var noise = rand(images.shape, images.dtype, generator: generator).mul_(high - low).add_(low).to(images.device);
         return where(erased, noise, images);
     }
 

@@ -21,7 +21,8 @@ public sealed class OnnxSampleTests
             trained.ExportToOnnx(onnx, RetentionMode.Chunkwise);
             using var classifier = new OnnxImageClassifier(new MLContext(), onnx);
             CollectionAssert.AreEqual(trained.LabelNames.ToArray(), classifier.LabelNames.ToArray());
-            Assert.AreEqual((1, 28, 28), (classifier.Channels, classifier.Height, classifier.Width));
+            Assert.AreEqual(trained.Config.Preprocessing, System.Text.Json.JsonSerializer.Deserialize<ImagePreprocessing>(classifier.Preprocessing.GetRawText()),
+                "the file carries the model's preprocessing as data");
 
             var test = FashionMnist.Load(ml, "test", 3);
             var scored = trained.Transform(FashionMnist.Preprocess(ml).Fit(test).Transform(test));

@@ -1,3 +1,4 @@
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.Training;
 
 namespace Microsoft.ML.Retention.Tests;
@@ -5,6 +6,8 @@ namespace Microsoft.ML.Retention.Tests;
 [TestClass]
 public sealed class ImageAugmentationTests
 {
+    private static readonly (double, double) Range = (new ImagePreprocessing().Low, new ImagePreprocessing().High);
+
     // Distinct values everywhere, so any resampling shows.
     private static Tensor Ramp(long batch) => arange(batch * 28 * 28, float32).view(batch, 1, 28, 28) / (28 * 28);
 
@@ -13,7 +16,7 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(4);
-        var augmented = new ImageAugmentation(minCropScale: 1, maxTranslation: 0, horizontalFlip: false, randomErasing: 0, seed: 1).Apply(images);
+        var augmented = new ImageAugmentation(minCropScale: 1, maxTranslation: 0, horizontalFlip: false, randomErasing: 0, Range, seed: 1).Apply(images);
         TensorAssert.AreClose(images, augmented, 1e-5, "identity augmentation");
     }
 
@@ -22,7 +25,7 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(64);
-        var augmented = new ImageAugmentation(1, 0, horizontalFlip: true, randomErasing: 0, seed: 2).Apply(images);
+        var augmented = new ImageAugmentation(1, 0, horizontalFlip: true, randomErasing: 0, Range, seed: 2).Apply(images);
         int flipped = 0;
         for (int i = 0; i < 64; i++)
         {
@@ -41,7 +44,7 @@ public sealed class ImageAugmentationTests
         // One bright pixel in the middle of each image: its position after the shift is the shift.
         var images = zeros(64, 1, 28, 28);
         images[.., .., 14, 14] = tensor(1f);
-        var augmented = new ImageAugmentation(1, maxTranslation: 0.1, horizontalFlip: false, randomErasing: 0, seed: 3).Apply(images);
+        var augmented = new ImageAugmentation(1, maxTranslation: 0.1, horizontalFlip: false, randomErasing: 0, Range, seed: 3).Apply(images);
         var columns = arange(28, float32);
         double largest = 0;
         for (int i = 0; i < 64; i++)
@@ -62,8 +65,8 @@ public sealed class ImageAugmentationTests
     {
         using var scope = NewDisposeScope();
         var images = Ramp(8);
-        var first = new ImageAugmentation(0.5, 0.1, true, 0.5, seed: 4).Apply(images);
-        var second = new ImageAugmentation(0.5, 0.1, true, 0.5, seed: 4).Apply(images);
+        var first = new ImageAugmentation(0.5, 0.1, true, 0.5, Range, seed: 4).Apply(images);
+        var second = new ImageAugmentation(0.5, 0.1, true, 0.5, Range, seed: 4).Apply(images);
         Assert.IsTrue(first.equal(second).all().ToBoolean(), "the same seed gave different augmentations");
         Assert.IsFalse(first.allclose(images), "crop, shift and flip left every image unchanged");
     }
@@ -72,13 +75,15 @@ public sealed class ImageAugmentationTests
     public void RandomErasingReplacesOneRectangleInAboutTheAskedShareOfImages()
     {
         using var scope = NewDisposeScope();
-        var images = full(200, 1, 28, 28, 2f); // outside the noise's [-1, 1], so every erased pixel shows
-        var augmented = new ImageAugmentation(1, 0, horizontalFlip: false, randomErasing: 0.5, seed: 5).Apply(images);
+        // ImageNet's mean and deviation: the noise spans what a pixel can become under this preprocessing.
+        var preprocessing = new ImagePreprocessing { Mean = 0.485, Std = 0.229 };
+        var images = full(200, 1, 28, 28, 5f); // outside the noise's range, so every erased pixel shows
+        var augmented = new ImageAugmentation(1, 0, horizontalFlip: false, randomErasing: 0.5, (preprocessing.Low, preprocessing.High), seed: 5).Apply(images);
         int erasedImages = 0;
         double lowest = double.MaxValue, highest = double.MinValue;
         for (int i = 0; i < 200; i++)
         {
-            var erased = augmented[i, 0].lt(1.5f);
+            var erased = augmented[i, 0].lt(4.5f);
             long pixels = erased.sum().ToInt64();
             if (pixels == 0) continue;
             erasedImages++;
@@ -92,6 +97,8 @@ public sealed class ImageAugmentationTests
             (lowest, highest) = (Math.Min(lowest, noise.min().ToDouble()), Math.Max(highest, noise.max().ToDouble()));
         }
         Assert.IsTrue(erasedImages is > 70 and < 130, $"{erasedImages} of 200 images were erased, asked for half");
-        Assert.IsTrue(lowest >= -1 && lowest < -0.99 && highest <= 1 && highest > 0.99, $"the noise spans [{lowest:F3}, {highest:F3}], not the pixel range [-1, 1]");
+        double low = preprocessing.Low, high = preprocessing.High, span = high - low;
+        Assert.IsTrue(lowest >= low - 1e-6 && lowest < low + 0.01 * span && highest <= high + 1e-6 && highest > high - 0.01 * span,
+            $"the noise spans [{lowest:F3}, {highest:F3}], not the pixel range [{low:F3}, {high:F3}]");
     }
 }
