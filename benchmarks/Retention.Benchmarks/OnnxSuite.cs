@@ -25,7 +25,7 @@ public static class OnnxSuite
             string path = Path.Combine(Path.GetTempPath(), $"vir-bench-{Guid.NewGuid():N}.onnx");
             try
             {
-                ViROnnxExport.Export(model, path, retention: retention);
+                ViROnnxExport.Export(model, path, retention: retention, input: OnnxImageInput.Images); // the model alone, batched
                 using var options = new SessionOptions { IntraOpNumThreads = Environment.ProcessorCount };
                 using var session = new InferenceSession(path, options);
                 var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);

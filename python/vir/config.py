@@ -3,6 +3,11 @@ import dataclasses
 import json
 
 
+def default_preprocessing() -> dict:
+    """The library's ImagePreprocessing: how an image becomes the model's input (see vir/data.py)."""
+    return {"LumaRed": 0.299, "LumaGreen": 0.587, "LumaBlue": 0.114, "Mean": 0.5, "Std": 0.5}
+
+
 @dataclasses.dataclass(frozen=True)
 class ViRConfig:
     ImageHeight: int = 224
@@ -19,6 +24,7 @@ class ViRConfig:
     LayerScaleInit: float = 1e-5
     DecaySchedule: str = "RetNet"  # or "LogSpaced"
     NumClasses: int = 1000
+    Preprocessing: dict = dataclasses.field(default_factory=default_preprocessing, hash=False)
 
     @property
     def patch_count(self) -> int:

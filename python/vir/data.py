@@ -1,5 +1,6 @@
 """Images from an ImageNet-style folder (root/<label>/<image>, or root/train/<label>/<image>), preprocessed as the
-library does: grayscale by ITU-R 601 luma (1 channel) or RGB, resized bilinearly with antialiasing, scaled to [-1, 1]."""
+config's Preprocessing says (the library's ImagePreprocessing): luma (1 channel) or RGB, (value - Mean) / Std, then
+resized bilinearly with antialiasing."""
 import os
 
 import torch
@@ -28,15 +29,16 @@ def image_files(root: str):
 
 
 def load_image(path: str, config) -> torch.Tensor:
-    """[C, H, W] float32 in [-1, 1], as the library's image column makes it."""
+    """[C, H, W] float32, as the library's image column makes it."""
+    p = config.Preprocessing
     with Image.open(path) as image:
         rgb = image.convert("RGBA" if config.Channels == 4 else "RGB")
         planes = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(rgb.height, rgb.width, -1).permute(2, 0, 1).float() / 255
     if config.Channels == 1:
-        planes = (0.299 * planes[0] + 0.587 * planes[1] + 0.114 * planes[2]).unsqueeze(0)
+        planes = (p["LumaRed"] * planes[0] + p["LumaGreen"] * planes[1] + p["LumaBlue"] * planes[2]).unsqueeze(0)
     elif config.Channels != planes.shape[0]:
         raise ValueError(f"The model has {config.Channels} channels; images can feed 1, 3 or 4.")
-    planes = (planes - 0.5) / 0.5
+    planes = (planes - p["Mean"]) / p["Std"]
     if planes.shape[1:] != (config.ImageHeight, config.ImageWidth):
         planes = torch.nn.functional.interpolate(planes[None], size=(config.ImageHeight, config.ImageWidth), mode="bilinear",
                                                  align_corners=False, antialias=True)[0]

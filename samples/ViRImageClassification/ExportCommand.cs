@@ -20,7 +20,7 @@ public static class ExportCommand
         if (onnx) vir.ExportToOnnx(output, mode);
         else vir.SaveWeights(output);
         string what = onnx
-            ? $"ONNX, {mode} retention, input images [batch, {vir.Config.Channels}, {vir.Config.ImageHeight}, {vir.Config.ImageWidth}] in [-1, 1], the class names in the metadata"
+            ? $"ONNX, {mode} retention, input one image's BGRA pixels at any size (preprocessed in the graph), the class names and the preprocessing in the metadata"
             : "safetensors with the weights, the config and the class names";
         console.MarkupLineInterpolated($"Wrote [blue]{output}[/] ({new FileInfo(output).Length / 1024} KiB): {what}.");
         (model as IDisposable)?.Dispose();

@@ -6,7 +6,6 @@ using DenseTensor = Microsoft.ML.OnnxRuntime.Tensors.DenseTensor<float>;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.Onnx;
 using Microsoft.ML.Retention.RetentionMath;
-using Microsoft.ML.Transforms.Image;
 
 namespace Microsoft.ML.Retention.Tests;
 
@@ -53,7 +52,8 @@ public sealed class OnnxExportTests
         string path = TempFile();
         try
         {
-            ViROnnxExport.Export(model, path, Enumerable.Range(0, 10).Select(i => $"class {i}").ToArray(), retention, imageSize: size, includeEmbedding: true);
+            ViROnnxExport.Export(model, path, Enumerable.Range(0, 10).Select(i => $"class {i}").ToArray(), retention, imageSize: size, includeEmbedding: true,
+                input: OnnxImageInput.Images);
             foreach (int batch in new[] { 1, 8 })
             {
                 var images = RealImages(batch, config.Channels, size);
@@ -78,7 +78,7 @@ public sealed class OnnxExportTests
     }
 
     [TestMethod]
-    public void ApplyOnnxModelWithMLNetsOwnPreprocessingScoresAsTheTransformer()
+    public void ApplyOnnxModelOnPixelsScoresAsTheTransformerInEitherForm()
     {
         var ml = new MLContext(seed: 1);
         using var trained = TinyFit.Fit(ml, TinyFit.Images(ml, 20), o => { o.Architecture = ViRConfig.Mini with { Depth = 2 }; o.MaxEpoch = 3; });
@@ -91,14 +91,9 @@ public sealed class OnnxExportTests
             try
             {
                 trained.ExportToOnnx(path, mode, chunkSize: 16);
-                // The documented contract: LoadImages, ResizeImages to the model's size, ExtractPixels to [-1, 1]
-                // (grayscale models: ConvertToGrayscale, then one plane), then ApplyOnnxModel.
-                var pipeline = ml.Transforms.LoadImages("Image", FashionMnist.Root, "ImagePath")
-                    .Append(ml.Transforms.ResizeImages("Image", 28, 28))
-                    .Append(ml.Transforms.ConvertToGrayscale("Image"))
-                    .Append(ml.Transforms.ExtractPixels("images", "Image", ImagePixelExtractingEstimator.ColorBits.Red, offsetImage: 127.5f, scaleImage: 1 / 127.5f))
-                    .Append(ml.Transforms.ApplyOnnxModel("probabilities", "images", path));
-                var scores = pipeline.Fit(test).Transform(test).GetColumn<float[]>("probabilities").ToArray();
+                // The documented path (README, the ONNX sample): ApplyOnnxModel on each image's pixels.
+                using var classifier = new ViRImageClassification.Onnx.OnnxImageClassifier(new MLContext(), path);
+                var scores = test.GetColumn<string>("ImagePath").Select(p => classifier.Probabilities(Path.Combine(FashionMnist.Root, p))).ToArray();
                 Assert.AreEqual(expected.Length, scores.Length);
                 double difference = expected.Zip(scores).Max(p => p.First.Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
                 Console.WriteLine($"ApplyOnnxModel {mode}: max |Δprobability| against the transformer {difference:G3}");
@@ -177,9 +172,13 @@ public sealed class OnnxExportTests
         string path = TempFile();
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, retention: new RetentionSettings(RetentionMode.Recurrent)));
         StringAssert.Contains(e.Message, "Parallel or Chunkwise");
-        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, opset: 13));
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, opset: 13, input: OnnxImageInput.Images));
         Assert.AreEqual("opset", e.ParamName);
         StringAssert.Contains(e.Message, "but it is 13");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, opset: 17));
+        StringAssert.Contains(e.Message, "Pixels input needs opset 18 or newer");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, input: (OnnxImageInput)7));
+        Assert.AreEqual("input", e.ParamName);
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViROnnxExport.Export(model, path, imageSize: 30));
         StringAssert.Contains(e.Message, "multiple of the patch size 4, but it is 30");
         var a = Assert.ThrowsExactly<ArgumentException>(() => ViROnnxExport.Export(model, path, labelNames: new[] { "a", "b" }));

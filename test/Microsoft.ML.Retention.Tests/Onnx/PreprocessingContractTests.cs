@@ -80,4 +80,47 @@ public sealed class PreprocessingContractTests
             if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         }
     }
+
+    [TestMethod]
+    public void AnotherPreprocessingIsTrainedWithKeptInModelZipAndExportedAsData()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"vir-photos-{Guid.NewGuid():N}");
+        try
+        {
+            var photos = MakePhotos(folder, gray: false);
+            var custom = new ImagePreprocessing { LumaRed = 0.2126, LumaGreen = 0.7152, LumaBlue = 0.0722, Mean = 0.45, Std = 0.25 }; // BT.709
+            var ml = new MLContext(seed: 1);
+            var train = TinyFit.Images(ml, 4);
+            using var trained = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Preprocessing = custom });
+            using var same = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Preprocessing = custom });
+            using var usual = TinyFit.Fit(ml, train);
+            var rows = ml.Data.LoadFromEnumerable(photos.Select(p => new FashionMnist.ImageRow { ImagePath = p }));
+            var images = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(rows).Transform(rows);
+            float[] Scores(ITransformer model) => model.Transform(images).GetColumn<float[]>("Score").SelectMany(s => s).ToArray();
+            CollectionAssert.AreEqual(Scores(same), Scores(trained), "training is repeatable");
+            CollectionAssert.AreNotEqual(Scores(usual), Scores(trained), "the preprocessing changes what the model sees");
+
+            string zip = Path.Combine(folder, "model.zip");
+            ml.Model.Save(trained, images.Schema, zip);
+            var loaded = ml.Model.Load(zip, out _);
+            Assert.AreEqual(custom, ((ViRImageClassificationTransformer)loaded).Config.Preprocessing);
+            CollectionAssert.AreEqual(Scores(trained), Scores(loaded));
+            ((IDisposable)loaded).Dispose();
+
+            string onnx = Path.Combine(folder, "model.onnx");
+            trained.ExportToOnnx(onnx);
+            using var classifier = new OnnxImageClassifier(new MLContext(), onnx);
+            Assert.AreEqual(custom, System.Text.Json.JsonSerializer.Deserialize<ImagePreprocessing>(classifier.Preprocessing.GetRawText()));
+            var expected = trained.Transform(images).GetColumn<float[]>("Score").ToArray();
+            for (int i = 0; i < photos.Count; i++)
+            {
+                double difference = expected[i].Zip(classifier.Probabilities(photos[i])).Max(p => Math.Abs(p.First - p.Second));
+                Assert.IsTrue(difference < 1e-4, $"{Path.GetFileName(photos[i])}: {difference:G3}");
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        }
+    }
 }
