@@ -49,7 +49,7 @@ internal sealed class ScoredImageDataView : IDataView
         private readonly DataViewRowCursor? _lookahead;
         private readonly Func<Tensor>? _readImage;
         private readonly Action<float[], int>? _copyPixels;
-        private readonly float[]? _pixelBuffer;
+        private float[]? _pixelBuffer;
         private readonly int _pixelsPerImage;
         private readonly HashSet<int> _active;
         private readonly Delegate[] _outputGetters;
@@ -67,7 +67,7 @@ internal sealed class ScoredImageDataView : IDataView
             {
                 _copyPixels = view._images.PixelCopier(lookahead);
                 _pixelsPerImage = perImage;
-                _pixelBuffer = new float[view._parent.BatchSize * perImage];
+                _pixelBuffer = new float[Math.Min(view._parent.BatchSize, 16) * perImage]; // grows to the rows there are
             }
             _active = active;
             _outputGetters = ScoredBatch.Getters(() => (_batch!, _index), view._parent.Config.Dim);
@@ -109,7 +109,7 @@ internal sealed class ScoredImageDataView : IDataView
         {
             using var scope = NewDisposeScope();
             if (_copyPixels is not null) return ScoreNextPixelBatch();
-            var images = new List<Tensor>(_view._parent.BatchSize);
+            var images = new List<Tensor>();
             while (images.Count < _view._parent.BatchSize && _lookahead!.MoveNext()) images.Add(_readImage!());
             return _view._parent.Score(images);
         }
@@ -119,7 +119,11 @@ internal sealed class ScoredImageDataView : IDataView
             var config = _view._parent.Config;
             int count = 0;
             while (count < _view._parent.BatchSize && _lookahead!.MoveNext())
-                _copyPixels!(_pixelBuffer!, count++ * _pixelsPerImage);
+            {
+                if ((count + 1) * (long)_pixelsPerImage > _pixelBuffer!.Length)
+                    Array.Resize(ref _pixelBuffer, (int)Math.Min((long)_view._parent.BatchSize * _pixelsPerImage, 2L * _pixelBuffer.Length));
+                _copyPixels!(_pixelBuffer, count++ * _pixelsPerImage);
+            }
             var batch = tensor(_pixelBuffer.AsSpan(0, count * _pixelsPerImage).ToArray(), new long[] { count, config.Channels, config.ImageHeight, config.ImageWidth });
             return _view._parent.Score(batch);
         }

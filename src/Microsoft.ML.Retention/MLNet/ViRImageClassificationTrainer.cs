@@ -245,7 +245,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
                      (nameof(o.ScoreColumnName), o.ScoreColumnName), (nameof(o.PredictedLabelColumnName), o.PredictedLabelColumnName) })
             Require(!string.IsNullOrWhiteSpace(value), name, "a column name", value);
         Require(o.MaxEpoch >= 1, nameof(o.MaxEpoch), "at least 1", o.MaxEpoch);
-        Require(o.BatchSize >= 1, nameof(o.BatchSize), "at least 1", o.BatchSize);
+        Require(o.BatchSize >= 1 && o.BatchSize <= ViRLimits.MaxBatchSize, nameof(o.BatchSize), $"from 1 to {ViRLimits.MaxBatchSize} (ViRLimits.MaxBatchSize)", o.BatchSize);
         // Far below where libtorch's float32 AdamW step would overflow with a native error.
         Require(o.LearningRate is > 0 and <= 1e30, nameof(o.LearningRate), "a positive number no larger than 1e30", o.LearningRate);
         Require(o.WeightDecay >= 0, nameof(o.WeightDecay), "0 or more", o.WeightDecay);
@@ -262,7 +262,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.InitialWeights is null || File.Exists(o.InitialWeights), nameof(o.InitialWeights), "null or an existing safetensors file", o.InitialWeights);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
-        Require(o.ThreadCount is null or >= 1, nameof(o.ThreadCount), "at least 1", o.ThreadCount);
+        Require(o.ThreadCount is null || (o.ThreadCount >= 1 && o.ThreadCount <= ViRLimits.MaxThreadCount), nameof(o.ThreadCount),
+            $"null or from 1 to {ViRLimits.MaxThreadCount} (ViRLimits.MaxThreadCount)", o.ThreadCount);
+        var outputs = new[] { (nameof(o.ScoreColumnName), o.ScoreColumnName), (nameof(o.PredictedLabelColumnName), o.PredictedLabelColumnName),
+            (nameof(o.EmbeddingColumnName), o.EmbeddingColumnName) }.Where(c => c.Item2 is not null).ToArray();
+        foreach (var group in outputs.GroupBy(c => c.Item2).Where(g => g.Count() > 1))
+            Require(false, group.Last().Item1, $"a column name of its own, not also {group.First().Item1}'s", group.Key);
         Require(Enum.IsDefined(o.Device), nameof(o.Device), "Auto, Cpu or Cuda", o.Device);
         if (o.EarlyStopping is { } e)
         {

@@ -19,20 +19,22 @@ public sealed partial class ViRImageClassificationTransformer
     internal const string LoaderSignature = "ViRImageClassifier";
     internal const string WeightsStreamName = "ViRWeights";
 
-    // The model entry, format 0x00010003, in order:
+    // The model entry, format 0x00010004, in order:
     //   config       string: ViRConfig.ToJson(), its fields by name (a field the JSON lacks gets its default)
     //   columns      strings: features, score, predicted label, embedding (or null)
-    //   labels       int32 count, then that many strings
+    //   labels       int32 count (the config's NumClasses), then that many strings
     //   retention    int32 mode, int32 chunk size
-    //   batch size   int32
+    //   batch size   int32, 1 to ViRLimits.MaxBatchSize
     //   precision    int32: the ViRPrecision asked for
-    //   checksum     32 bytes: SHA-256 of the ViRWeights entry
-    // The ViRWeights entry beside it holds the weights in TorchSharp's format.
+    //   checksum     32 bytes: SHA-256 of everything above (EntryDigest) and of the ViRWeights entry
+    // The ViRWeights entry beside it holds the weights in TorchSharp's format. Loading checks the fields, then reads the
+    // weights once to check their size against the config and the checksum, and only then builds the model.
     // Earlier formats, still read: 0x00010001 stored the config as 13 positional numbers and no checksum;
-    // 0x00010002 added the patch stem after them.
-    internal const uint FormatVersion = 0x00010003;
+    // 0x00010002 added the patch stem after them; 0x00010003 stored the config as JSON, and a checksum of the weights alone.
+    internal const uint FormatVersion = 0x00010004;
     private const uint OldestReadableVersion = 0x00010001;
     private const uint FirstVersionWithStem = 0x00010002;
+    private const uint FirstVersionWithJson = 0x00010003;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "VIRIMGCL",
@@ -67,7 +69,28 @@ public sealed partial class ViRImageClassificationTransformer
             Model.save(new BinaryWriter(hashing));
             hashing.FlushFinalBlock();
         });
-        w.Write(sha256.Hash!);
+        w.Write(EntryDigest(Config.ToJson(), Columns, LabelNames, Retention, BatchSize, RequestedPrecision, sha256.Hash!));
+    }
+
+    /// <summary>SHA-256 over the model entry's fields, in a fixed layout, and the weights' SHA-256.</summary>
+    private static byte[] EntryDigest(string config, ViRColumns columns, IReadOnlyList<string> labels, RetentionSettings retention, int batchSize,
+        ViRPrecision precision, byte[] weightsHash)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            foreach (var text in new[] { config, columns.Features, columns.Score, columns.PredictedLabel }) w.Write(text);
+            w.Write(columns.Embedding is not null);
+            w.Write(columns.Embedding ?? "");
+            w.Write(labels.Count);
+            foreach (var label in labels) w.Write(label);
+            w.Write((int)retention.Mode);
+            w.Write(retention.ChunkSize);
+            w.Write(batchSize);
+            w.Write((int)precision);
+            w.Write(weightsHash);
+        }
+        return SHA256.HashData(buffer.ToArray());
     }
 
     // Called by ML.NET's loader (LoadableClass above) from mlContext.Model.Load.
@@ -81,21 +104,47 @@ public sealed partial class ViRImageClassificationTransformer
         ctx.CheckAtModel(GetVersionInfo());
 
         var r = ctx.Reader;
-        bool current = ctx.Header.ModelVerWritten >= FormatVersion;
-        ViRConfig config;
-        RetentionSettings retention;
+        uint written = ctx.Header.ModelVerWritten;
         try
         {
-            config = current ? ViRConfig.FromJson(ctx.LoadNonEmptyString()) : ReadPositionalConfig(r, ctx.Header.ModelVerWritten >= FirstVersionWithStem);
-            var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
-            var labelNames = Enumerable.Range(0, r.ReadInt32()).Select(_ => ctx.LoadString()).ToArray();
-            retention = new RetentionSettings((RetentionMode)r.ReadInt32(), r.ReadInt32());
-            int batchSize = r.ReadInt32();
-            var precision = current ? (ViRPrecision)r.ReadInt32() : ViRPrecision.Float32;
-            if (!Enum.IsDefined(precision)) throw new ArgumentOutOfRangeException(nameof(precision), precision, "Unknown precision.");
-            byte[]? checksum = current ? r.ReadBytes(32) : null;
+            // Every size is checked before what it sizes is read or allocated.
+            var configJson = written >= FirstVersionWithJson ? ctx.LoadNonEmptyString() : null;
+            var config = configJson is not null ? ViRConfig.FromJson(configJson) : ReadPositionalConfig(r, written >= FirstVersionWithStem);
             config.Validate();
-            var model = LoadWeights(ctx, config, checksum);
+            var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
+            int labelCount = r.ReadInt32();
+            if (labelCount != config.NumClasses)
+                throw new InvalidDataException(
+                    $"The ViR model in this model.zip is damaged: it stores {labelCount} class names for a head of {config.NumClasses} outputs.");
+            var labelNames = new string[labelCount];
+            for (int i = 0; i < labelCount; i++) labelNames[i] = ctx.LoadString();
+            var retention = new RetentionSettings((RetentionMode)r.ReadInt32(), r.ReadInt32());
+            int batchSize = r.ReadInt32();
+            if (batchSize < 1 || batchSize > ViRLimits.MaxBatchSize)
+                throw new InvalidDataException(
+                    $"The ViR model in this model.zip is damaged: its batch size is {batchSize}, but it must be from 1 to {ViRLimits.MaxBatchSize} (ViRLimits.MaxBatchSize).");
+            var precision = written >= FirstVersionWithJson ? (ViRPrecision)r.ReadInt32() : ViRPrecision.Float32;
+            if (!Enum.IsDefined(precision)) throw new ArgumentOutOfRangeException(nameof(precision), precision, "Unknown precision.");
+            byte[]? checksum = written >= FirstVersionWithJson ? r.ReadBytes(32) : null;
+
+            var (weightsHash, weightsBytes) = ReadWeightsOnce(ctx);
+            long needed = config.ParameterCount * sizeof(float);
+            if (weightsBytes < needed)
+                throw new InvalidDataException(
+                    $"The ViR model in this model.zip is damaged: its config needs {needed:N0} bytes of weights ({config.ParameterCount:N0} parameters), " +
+                    $"but the '{WeightsStreamName}' entry holds {weightsBytes:N0}.");
+            if (checksum is not null)
+            {
+                byte[] expected = written >= FormatVersion
+                    ? EntryDigest(configJson!, columns, labelNames, retention, batchSize, precision, weightsHash)
+                    : weightsHash; // 0x00010003: the weights alone
+                if (!expected.AsSpan().SequenceEqual(checksum))
+                    throw new InvalidDataException(
+                        $"This model.zip does not match the checksum saved with it: its ViR model entry or its '{WeightsStreamName}' entry was changed " +
+                        $"after it was written (SHA-256 {Convert.ToHexString(checksum)} expected, {Convert.ToHexString(expected)} found).");
+            }
+
+            var model = LoadWeights(ctx, config);
             var device = env is IHostEnvironmentInternal { GpuDeviceId: not null } && cuda.is_available() ? CUDA : CPU;
             model.to(device);
             return new ViRImageClassificationTransformer(env, model, labelNames, columns, retention, precision, batchSize);
@@ -103,6 +152,10 @@ public sealed partial class ViRImageClassificationTransformer
         catch (ArgumentException e)
         {
             throw new InvalidDataException($"The ViR model in this model.zip is damaged: {e.Message}", e);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException($"The ViR model in this model.zip is truncated: {e.Message}", e);
         }
     }
 
@@ -119,24 +172,35 @@ public sealed partial class ViRImageClassificationTransformer
         return hasStem ? config with { Stem = (PatchStem)r.ReadInt32() } : config;
     }
 
-    private static ViRModel LoadWeights(ModelLoadContext ctx, ViRConfig config, byte[]? checksum)
+    /// <summary>The SHA-256 and length of the ViRWeights entry, read once without keeping it.</summary>
+    private static (byte[] Hash, long Bytes) ReadWeightsOnce(ModelLoadContext ctx)
+    {
+        byte[]? hash = null;
+        long bytes = 0;
+        bool found = ctx.TryLoadBinaryStream(WeightsStreamName, reader =>
+        {
+            using var sha256 = SHA256.Create();
+            var buffer = new byte[1 << 16];
+            int read;
+            while ((read = reader.BaseStream.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                sha256.TransformBlock(buffer, 0, read, null, 0);
+                bytes += read;
+            }
+            sha256.TransformFinalBlock(buffer, 0, 0);
+            hash = sha256.Hash;
+        });
+        if (!found)
+            throw new InvalidDataException($"This model.zip has no '{WeightsStreamName}' entry beside the ViR model: it is incomplete.");
+        return (hash!, bytes);
+    }
+
+    private static ViRModel LoadWeights(ModelLoadContext ctx, ViRConfig config)
     {
         var model = new ViRModel(config);
         try
         {
-            bool found = ctx.TryLoadBinaryStream(WeightsStreamName, reader =>
-            {
-                using var sha256 = SHA256.Create();
-                using var hashing = new CryptoStream(reader.BaseStream, sha256, CryptoStreamMode.Read, leaveOpen: true);
-                model.load(new BinaryReader(hashing), strict: true);
-                hashing.CopyTo(Stream.Null); // what the load left, so the hash covers the whole entry
-                if (checksum is not null && !sha256.Hash.AsSpan().SequenceEqual(checksum))
-                    throw new InvalidDataException(
-                        $"The ViR weights in this model.zip do not match the checksum saved with them: the '{WeightsStreamName}' entry " +
-                        $"was changed after it was written (SHA-256 {Convert.ToHexString(checksum)} expected, {Convert.ToHexString(sha256.Hash!)} found).");
-            });
-            if (!found)
-                throw new InvalidDataException($"This model.zip has no '{WeightsStreamName}' entry beside the ViR model: it is incomplete.");
+            ctx.TryLoadBinaryStream(WeightsStreamName, reader => model.load(reader, strict: true));
             return model;
         }
         catch (Exception e)

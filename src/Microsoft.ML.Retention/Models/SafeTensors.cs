@@ -46,17 +46,15 @@ internal static class SafeTensors
         byte[] json = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padding = (8 - json.Length % 8) % 8;
 
-        string temporary = path + ".tmp";
-        using (var file = File.Create(temporary))
+        AtomicFile.Write(path, file =>
         {
-            Span<byte> size = stackalloc byte[8];
+            var size = new byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(size, (ulong)(json.Length + padding));
             file.Write(size);
             file.Write(json);
             for (int i = 0; i < padding; i++) file.WriteByte((byte)' ');
             foreach (var blob in blobs) file.Write(blob);
-        }
-        File.Move(temporary, path, overwrite: true);
+        });
     }
 
     /// <summary>Reads every tensor (on the CPU) and the metadata.</summary>
@@ -83,9 +81,10 @@ internal static class SafeTensors
 
         long dataStart = 8 + (long)headerSize, dataLength = file.Length - dataStart;
         var metadata = new Dictionary<string, string>();
-        var tensors = new Dictionary<string, Tensor>();
+        var entries = new List<(string Name, ScalarType Type, long[] Shape, long Start, long End)>();
         try
         {
+            // Every entry is checked, and the byte ranges against each other, before any tensor is allocated.
             foreach (var (name, node) in header)
             {
                 if (name == "__metadata__")
@@ -98,20 +97,46 @@ internal static class SafeTensors
                 if (!Types.TryGetValue(dtype, out var type)) throw Bad($"tensor '{name}' has dtype {dtype}, which this library does not read");
                 long[] shape = entry["shape"]?.AsArray().Select(d => d!.GetValue<long>()).ToArray() ?? throw Bad($"tensor '{name}' has no shape");
                 long[] range = entry["data_offsets"]?.AsArray().Select(d => d!.GetValue<long>()).ToArray() ?? throw Bad($"tensor '{name}' has no data_offsets");
-                long elements = shape.Aggregate(1L, (a, b) => a * b);
+                if (shape.Any(d => d < 0)) throw Bad($"tensor '{name}' has shape [{string.Join(", ", shape)}], with a negative dimension");
                 using var probe = empty(0, type);
-                if (range.Length != 2 || range[0] < 0 || range[1] > dataLength || range[1] - range[0] != elements * probe.ElementSize)
+                long bytes;
+                try
+                {
+                    bytes = checked(shape.Aggregate(1L, (a, b) => checked(a * b)) * probe.ElementSize);
+                }
+                catch (OverflowException)
+                {
+                    throw Bad($"tensor '{name}' has shape [{string.Join(", ", shape)}], whose size overflows");
+                }
+                if (range.Length != 2 || range[0] < 0 || range[1] > dataLength || range[1] - range[0] != bytes)
                     throw Bad($"tensor '{name}' ({dtype} [{string.Join(", ", shape)}]) has byte range [{string.Join(", ", range)}], " +
-                              $"but needs {elements * probe.ElementSize} bytes within the {dataLength} of data");
-                var tensor = empty(shape, type);
-                file.AsSpan((int)(dataStart + range[0]), (int)(range[1] - range[0])).CopyTo(tensor.bytes);
-                tensors[name] = tensor.DetachFromDisposeScope();
+                              $"but needs {bytes} bytes within the {dataLength} of data");
+                entries.Add((name, type, shape, range[0], range[1]));
             }
+        }
+        catch (ArgumentException e) when (e is not ArgumentOutOfRangeException)
+        {
+            throw Bad($"the header names a tensor twice ({e.Message})");
         }
         catch (Exception e) when (e is InvalidOperationException or FormatException)
         {
-            foreach (var tensor in tensors.Values) tensor.Dispose();
             throw Bad($"the header's entries are malformed ({e.Message})");
+        }
+        var ordered = entries.Where(e => e.End > e.Start).OrderBy(e => e.Start).ToList();
+        for (int i = 1; i < ordered.Count; i++)
+            if (ordered[i].Start < ordered[i - 1].End)
+                throw Bad($"tensors '{ordered[i - 1].Name}' and '{ordered[i].Name}' overlap (bytes [{ordered[i - 1].Start}, {ordered[i - 1].End}) " +
+                          $"and [{ordered[i].Start}, {ordered[i].End})); the format gives each tensor bytes of its own");
+
+        var tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, type, shape, start, stop) in entries)
+            {
+                var tensor = empty(shape, type);
+                file.AsSpan((int)(dataStart + start), (int)(stop - start)).CopyTo(tensor.bytes);
+                tensors[name] = tensor.DetachFromDisposeScope();
+            }
         }
         catch
         {

@@ -62,6 +62,19 @@ internal sealed class PatchEmbedding : Module<Tensor, Tensor>
         return flops + 2 * pixels * inChannels * c.Dim; // the 1×1 projection
     }
 
+    /// <summary>Learnable parameters of the stem (see <see cref="ViRConfig.ParameterCount"/>), in double so nothing overflows.</summary>
+    public static double ParameterCount(ViRConfig c)
+    {
+        if (c.Stem == PatchStem.Patchify) return (double)c.Channels * c.PatchSize * c.PatchSize * c.Dim + c.Dim;
+        double count = 0, inChannels = c.Channels;
+        foreach (int outChannels in ConvolutionalStemWidths(c.Dim, c.PatchSize))
+        {
+            count += inChannels * outChannels * 9 + 2 * outChannels; // bias-free conv, BatchNorm's weight and bias
+            inChannels = outChannels;
+        }
+        return count + inChannels * c.Dim + c.Dim; // the 1×1 projection
+    }
+
     /// <summary>Output channels of each stride-2 stage of the convolutional stem: doubling up to dim.</summary>
     private static int[] ConvolutionalStemWidths(int dim, int patchSize)
     {
@@ -182,7 +195,7 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
         mixer = tokenMixer;
         ls1 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
         norm2 = LayerNorm(config.Dim, eps: 1e-6);
-        mlp = new Mlp(config.Dim, (int)(config.Dim * config.MlpRatio), config.Dropout);
+        mlp = new Mlp(config.Dim, config.MlpHidden, config.Dropout);
         ls2 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
         drop_path = new DropPath(dropPath);
         RegisterComponents();

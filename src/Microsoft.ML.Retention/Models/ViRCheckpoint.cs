@@ -57,7 +57,21 @@ public static class ViRCheckpoint
                 throw new InvalidDataException($"'{path}' has no '{ConfigKey}' in its metadata, so the model's shape is unknown. " +
                                                "Use LoadVisionTransformer with a ViRConfig for checkpoints from elsewhere.");
             labelNames = Labels(metadata, path);
-            var model = new ViRModel(ViRConfig.FromJson(json));
+            ViRConfig config;
+            try
+            {
+                config = ViRConfig.FromJson(json);
+            }
+            catch (ArgumentException e)
+            {
+                throw new InvalidDataException($"'{path}' has a config that cannot be used: {e.Message}", e);
+            }
+            // The file must hold the values its config asks for before a model of that size is built.
+            long values = tensors.Values.Sum(t => t.NumberOfElements);
+            if (values < config.ParameterCount)
+                throw new InvalidDataException($"'{path}' holds {values:N0} values, but its config needs {config.ParameterCount:N0} parameters " +
+                                               $"(Dim {config.Dim}, Depth {config.Depth}, NumClasses {config.NumClasses}): the file does not match its config.");
+            var model = new ViRModel(config);
             try
             {
                 Assign(model, tensors, path, replaceHeadOfOtherClassCount: false);

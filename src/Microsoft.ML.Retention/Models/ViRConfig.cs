@@ -68,7 +68,28 @@ public sealed record ViRConfig
 
     /// <summary>Patches per image at the configured resolution.</summary>
     [JsonIgnore]
-    public int PatchCount => ImageHeight / PatchSize * (ImageWidth / PatchSize);
+    public int PatchCount => checked(ImageHeight / PatchSize * (ImageWidth / PatchSize));
+
+    /// <summary>The MLP's hidden width, <see cref="Dim"/> × <see cref="MlpRatio"/> rounded down.</summary>
+    [JsonIgnore]
+    public int MlpHidden => checked((int)(Dim * MlpRatio));
+
+    /// <summary>
+    /// The model's learnable parameters, computed from the config alone (so a model can be refused before it is built).
+    /// Buffers (BatchNorm statistics, retention's decays) are not counted.
+    /// </summary>
+    [JsonIgnore]
+    public long ParameterCount => (long)ParameterCountEstimate();
+
+    // In double, so that no config can overflow it; exact below 2^53.
+    private double ParameterCountEstimate()
+    {
+        double d = Dim, hidden = Math.Floor(Dim * MlpRatio), layerScale = LayerScaleInit > 0 ? 2 * d : 0;
+        double block = 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + 2 * d + (d * hidden + hidden) + (hidden * d + d) + layerScale;
+        double patches = (double)(ImageHeight / PatchSize) * (ImageWidth / PatchSize);
+        double head = NumClasses > 0 ? d * NumClasses + NumClasses : 0;
+        return PatchEmbedding.ParameterCount(this) + patches * d + d + Depth * block + 2 * d + head;
+    }
 
     /// <summary>ViR-Ti: dim 192, depth 12, 3 heads.</summary>
     public static ViRConfig Tiny => new() { Dim = 192, Depth = 12, Heads = 3 };
@@ -139,6 +160,11 @@ public sealed record ViRConfig
         Require(LayerScaleInit >= 0, nameof(LayerScaleInit), "0 (off) or positive", LayerScaleInit);
         Require(Enum.IsDefined(DecaySchedule), nameof(DecaySchedule), "a defined schedule", DecaySchedule);
         Require(NumClasses >= 0, nameof(NumClasses), "0 (no head) or more", NumClasses);
+        Require(Math.Floor(Dim * MlpRatio) is >= 1 and <= int.MaxValue, nameof(MlpRatio), $"a ratio that gives an MLP width from 1 to {int.MaxValue} at Dim {Dim}", MlpRatio);
+        double parameters = ParameterCountEstimate();
+        Require(parameters <= ViRLimits.MaxParameters, nameof(ViRLimits.MaxParameters),
+            $"a config of at most {ViRLimits.MaxParameters:N0} parameters (ViRLimits.MaxParameters; Dim {Dim}, Depth {Depth}, {ImageHeight}×{ImageWidth} " +
+            $"in {PatchSize}×{PatchSize} patches, MlpRatio {MlpRatio}, NumClasses {NumClasses})", $"{parameters:N0} parameters");
         Require(Preprocessing is not null, nameof(Preprocessing), "an ImagePreprocessing", "null");
         Preprocessing!.Validate();
     }

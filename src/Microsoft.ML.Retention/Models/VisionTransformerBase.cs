@@ -79,7 +79,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     public double ForwardFlopsPerImage()
     {
         var c = Config;
-        double n = c.PatchCount + 1, d = c.Dim, hidden = (int)(c.Dim * c.MlpRatio);
+        double n = c.PatchCount + 1, d = c.Dim, hidden = c.MlpHidden;
         double perBlock = 2 * n * d * (3 * d) + 2 * n * d * d + 2 * n * d * hidden * 2 // qkv, proj, MLP
                         + 2 * 2 * n * n * d;                                              // Q·Kᵀ and scores·V
         return PatchEmbedding.Flops(c) + c.Depth * perBlock + 2 * d * c.NumClasses;

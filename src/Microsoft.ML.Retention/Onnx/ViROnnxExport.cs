@@ -64,6 +64,11 @@ public static class ViROnnxExport
             throw new ArgumentException($"labelNames must have one name per class, {config.NumClasses}, but it has {labelNames.Count}.", nameof(labelNames));
 
         int height = imageSize ?? config.ImageHeight, width = imageSize ?? config.ImageWidth;
+        double fileBytes = FileBytes(config, (double)(height / config.PatchSize) * (width / config.PatchSize) + 1, form);
+        if (fileBytes > int.MaxValue)
+            throw new ArgumentOutOfRangeException(nameof(imageSize), imageSize,
+                $"At {height}×{width} the ONNX model would hold about {fileBytes:N0} bytes of weights and decay constants, but an ONNX file holds at most " +
+                $"{int.MaxValue:N0} (protobuf's limit). Export a smaller imageSize{(form.Mode == RetentionMode.Parallel ? ", or the Chunkwise form" : "")}.");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var weights = new Dictionary<string, Tensor>();
@@ -94,9 +99,17 @@ public static class ViROnnxExport
         byte[] bytes = graph.ToModel(opset, inputs, outputs, metadata,
             typeof(ViROnnxExport).Assembly.GetName().Version?.ToString() ?? "");
 
-        string temporary = path + ".tmp";
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.Write(path, file => file.Write(bytes));
+    }
+
+    // The float32 weights (with the position embedding at the exported size) and the largest decay constants, in double.
+    private static double FileBytes(ViRConfig config, double tokens, RetentionSettings form)
+    {
+        double weights = config.ParameterCount + (tokens - 1 - config.PatchCount) * config.Dim;
+        double chunk = form.Mode == RetentionMode.Chunkwise ? Math.Min(ChunkSizes.Resolve(form.ChunkSize, (long)Math.Min(tokens, long.MaxValue)), tokens) : tokens;
+        double chunks = Math.Ceiling(tokens / chunk);
+        double constants = config.Heads * (chunk * chunk + (chunks > 1 ? chunks * chunks + 2 * chunk : 0));
+        return 4 * (weights + constants);
     }
 
     /// <summary>Emits the ViR's forward pass, node by node, in the order of <see cref="VisionTransformerBase"/>.</summary>
