@@ -44,13 +44,11 @@ internal sealed class ImageTrainingData
         var labels = new List<int>();
         var labelColumn = _data.Schema[_labelColumn];
         using var cursor = SerialCursor.Open(_data, new[] { labelColumn });
-        var getter = cursor.GetGetter<uint>(labelColumn);
-        uint key = 0;
+        var readKey = KeyReader(cursor, labelColumn);
         while (cursor.MoveNext())
         {
             if (!_includeRow(cursor.Position)) continue;
-            getter(ref key);
-            labels.Add(ClassOf(key, cursor.Position));
+            labels.Add(ClassOf(readKey(), cursor.Position));
         }
         return labels;
     }
@@ -60,13 +58,12 @@ internal sealed class ImageTrainingData
     {
         var labelColumn = _data.Schema[_labelColumn];
         using var cursor = SerialCursor.Open(_data, _images.ColumnsToRead(_data.Schema).Append(labelColumn));
-        var labelGetter = cursor.GetGetter<uint>(labelColumn);
+        var readKey = KeyReader(cursor, labelColumn);
         var readImage = _images.Reader(cursor);
-        uint key = 0;
         while (cursor.MoveNext())
         {
             if (!_includeRow(cursor.Position)) continue;
-            labelGetter(ref key);
+            ulong key = readKey();
             Tensor image;
             try
             {
@@ -84,12 +81,24 @@ internal sealed class ImageTrainingData
         }
     }
 
+    /// <summary>The current row's key, whichever unsigned type ML.NET keys it with (byte, ushort, uint or ulong).</summary>
+    private static Func<ulong> KeyReader(DataViewRow row, DataViewSchema.Column column)
+    {
+        switch (column.Type.RawType)
+        {
+            case var t when t == typeof(byte): { var get = row.GetGetter<byte>(column); byte k = 0; return () => { get(ref k); return k; }; }
+            case var t when t == typeof(ushort): { var get = row.GetGetter<ushort>(column); ushort k = 0; return () => { get(ref k); return k; }; }
+            case var t when t == typeof(ulong): { var get = row.GetGetter<ulong>(column); ulong k = 0; return () => { get(ref k); return k; }; }
+            default: { var get = row.GetGetter<uint>(column); uint k = 0; return () => { get(ref k); return k; }; }
+        }
+    }
+
     /// <summary>The 0-based class of a key; no label outside the model's classes ever reaches libtorch.</summary>
-    private int ClassOf(uint key, long row)
+    private int ClassOf(ulong key, long row)
     {
         if (key == 0)
             throw new InvalidDataException($"Column '{_labelColumn}', row {row}: the label is missing (key value 0); every training row needs a label.");
-        if (key > _classCount)
+        if (key > (ulong)_classCount)
             throw new InvalidDataException($"Column '{_labelColumn}', row {row}: the key value is {key}, but the model has {_classCount} classes (keys 1 to {_classCount}).");
         return (int)key - 1;
     }

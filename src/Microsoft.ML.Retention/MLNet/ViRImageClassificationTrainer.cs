@@ -193,7 +193,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
                 $"Label column '{labelColumn}' must be a key type (use MapValueToKey), but its type is {column.Type}.");
         if (key.Count < 2 || key.Count > int.MaxValue)
             throw new ArgumentOutOfRangeException(nameof(labelColumn), key.Count,
-                $"Label column '{labelColumn}' must have at least 2 classes, but its key type has {key.Count}.");
+                $"Label column '{labelColumn}' must have from 2 to {int.MaxValue:N0} classes, but its key type has {key.Count:N0}.");
         int count = (int)key.Count;
         var names = Enumerable.Range(1, count).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToArray();
         // Key values of any item type become text names (numbers print invariantly).

@@ -126,7 +126,7 @@ public sealed class BadInputTests
     {
         var ml = new MLContext();
         var catalog = ml.MulticlassClassification.Trainers;
-        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { BatchSize = 0 }), "BatchSize", "at least 1", "0");
+        Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { BatchSize = 0 }), "BatchSize", "from 1 to 65536", "0");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { PredictionRetention = new(RetentionMode.Chunkwise, -2) }), "chunkSize", "ChunkSizes.Auto (0) or at least 1", "-2");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { MaxTranslation = 0.5 }), "MaxTranslation", "[0, 0.5)", "0.5");
         Throws<ArgumentOutOfRangeException>(() => catalog.ViR(new ViRImageClassificationTrainer.Options { TrainingRetention = new(RetentionMode.Recurrent) }), "TrainingRetention", "Recurrent");
@@ -154,10 +154,10 @@ public sealed class BadInputTests
             File.WriteAllText(path, "not a model");
             Assert.ThrowsExactly<FormatException>(() => ml.Model.Load(path, out _));
 
-            // A readable zip whose weights entry lost its tail: our loader names the problem.
+            // A readable zip whose weights entry lost its tail: our loader names the problem, before building the model.
             File.WriteAllBytes(path, good);
             ModelZip.RewriteEntry(path, "ViRWeights", bytes => bytes.AsSpan(0, bytes.Length - 1000).ToArray());
-            LoadThrows<InvalidDataException>(ml, path, "ViR weights", "damaged or truncated");
+            LoadThrows<InvalidDataException>(ml, path, "does not match the checksum saved with it", "'ViRWeights' entry");
 
             File.WriteAllBytes(path, good);
             using (var zip = ZipFile.Open(path, ZipArchiveMode.Update)) zip.Entries.Single(e => e.Name == "ViRWeights").Delete();

@@ -133,7 +133,7 @@ public sealed class SilentFailureTests
         var trainer = ml.MulticlassClassification.Trainers.ViR(options);
         options.BatchSize = 0;
         var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => trainer.Fit(TinyFit.Images(ml, 2)));
-        StringAssert.Contains(e.Message, "BatchSize must be at least 1, but it is 0");
+        StringAssert.Contains(e.Message, "BatchSize must be from 1 to 65536 (ViRLimits.MaxBatchSize), but it is 0");
     }
 
     [TestMethod]

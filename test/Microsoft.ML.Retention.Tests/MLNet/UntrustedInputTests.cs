@@ -264,4 +264,25 @@ public sealed class UntrustedInputTests
         e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options { PredictedLabelColumnName = "Score" }));
         StringAssert.Contains(e.Message, "PredictedLabelColumnName");
     }
+
+    [TestMethod]
+    [DataRow(typeof(byte))]
+    [DataRow(typeof(ushort))]
+    [DataRow(typeof(ulong))]
+    public void LabelsKeyedWithAnyUnsignedTypeTrainAndEvaluate(Type keyType)
+    {
+        var ml = new MLContext(seed: 1);
+        var kind = keyType == typeof(byte) ? DataKind.Byte : keyType == typeof(ushort) ? DataKind.UInt16 : DataKind.UInt64;
+        var rows = FashionMnist.Load(ml, "train", 4);
+        // MapValueToKey keys with uint; ConvertType re-keys the same classes with another unsigned type, as a loader may.
+        var data = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.Transforms.Conversion.ConvertType("Label", outputKind: kind))
+            .Fit(rows).Transform(rows);
+        Assert.AreEqual(keyType, data.Schema["Label"].Type.RawType);
+        var images = ml.Transforms.LoadImages("Image", FashionMnist.Root, "ImagePath").Fit(data).Transform(data);
+        using var model = TinyFit.Fit(ml, images);
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(images));
+        Console.WriteLine($"{keyType.Name} keys: training accuracy {metrics.MicroAccuracy:P1}");
+        Assert.AreEqual(10, model.LabelNames.Count);
+        Assert.IsTrue(metrics.MicroAccuracy > 0);
+    }
 }
