@@ -1,6 +1,7 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Transforms.Image;
+using SkiaSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention;
@@ -122,7 +123,8 @@ internal sealed class ImageColumn
                     MLImage image = null!;
                     Read(row, () => getter(ref image));
                     if (image is null) throw BadImage(row, "the image is missing");
-                    return FromImage(image);
+                    CheckPixelCount(row, image.Width, image.Height);
+                    return FromPixels(image.Pixels, image.Height, image.Width, image.PixelFormat == MLPixelFormat.Bgra32);
                 };
             }
             case ImageColumnKind.EncodedBytes:
@@ -133,16 +135,7 @@ internal sealed class ImageColumn
                 {
                     Read(row, () => getter(ref bytes));
                     if (bytes.Length == 0) throw BadImage(row, "it has no bytes");
-                    MLImage image;
-                    try
-                    {
-                        image = MLImage.CreateFromStream(new MemoryStream(bytes.DenseValues().ToArray(), writable: false));
-                    }
-                    catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or NotSupportedException)
-                    {
-                        throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes: {e.Message})");
-                    }
-                    using (image) return FromImage(image);
+                    return Decode(row, bytes.DenseValues().ToArray());
                 };
             }
             default:
@@ -218,12 +211,40 @@ internal sealed class ImageColumn
         return values.Count == 0 ? "" : $" ({string.Join(", ", values)})";
     }
 
-    private Tensor FromImage(MLImage image)
+    /// <summary>A decoded image larger than <see cref="ViRLimits.MaxImagePixels"/> is refused before its pixels are copied.</summary>
+    private void CheckPixelCount(DataViewRow row, long width, long height)
+    {
+        if (width * height > ViRLimits.MaxImagePixels)
+            throw BadImage(row, $"it is {width}×{height} = {width * height:N0} pixels, more than ViRLimits.MaxImagePixels ({ViRLimits.MaxImagePixels:N0})");
+    }
+
+    /// <summary>
+    /// Decodes encoded bytes as MLImage does (SkiaSharp, premultiplied where the image has alpha), but reads the
+    /// header's size first, so an image over the pixel limit is refused before anything is decoded, and a decode
+    /// that ran out of input (a truncated file) is an unreadable image, not one with a blank bottom.
+    /// </summary>
+    private Tensor Decode(DataViewRow row, byte[] bytes)
+    {
+        using var data = SKData.CreateCopy(bytes);
+        using var codec = SKCodec.Create(data) ?? throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes in no format SkiaSharp reads)");
+        var info = codec.Info;
+        CheckPixelCount(row, info.Width, info.Height);
+        var target = new SKImageInfo(info.Width, info.Height, SKColorType.Bgra8888,
+            info.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
+        var result = codec.GetPixels(target, out byte[] pixels);
+        if (result == SKCodecResult.IncompleteInput)
+            throw BadImage(row, $"it is truncated: its {bytes.Length} bytes end before the {info.Width}×{info.Height} image does");
+        if (result != SKCodecResult.Success)
+            throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes, {info.Width}×{info.Height}: {result})");
+        return FromPixels(pixels, info.Height, info.Width, bgra: true);
+    }
+
+    private Tensor FromPixels(ReadOnlySpan<byte> pixels, int height, int width, bool bgra)
     {
         using var scope = NewDisposeScope();
-        // MLImage pixels are 4 bytes per pixel, in BGRA or RGBA order.
-        var hwc = tensor(image.Pixels.ToArray()).view(image.Height, image.Width, 4).permute(2, 0, 1).to(float32).div_(255);
-        var (r, g, b) = image.PixelFormat == MLPixelFormat.Bgra32 ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
+        // 4 bytes per pixel, in BGRA or RGBA order.
+        var hwc = tensor(pixels.ToArray()).view(height, width, 4).permute(2, 0, 1).to(float32).div_(255);
+        var (r, g, b) = bgra ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
         var p = _config.Preprocessing;
         var planes = _config.Channels switch
         {
