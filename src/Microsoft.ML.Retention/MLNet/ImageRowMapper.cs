@@ -9,10 +9,12 @@ internal sealed class ImageRowMapper : IRowToRowMapper
 {
     private readonly ViRImageClassificationTransformer _parent;
     private readonly ImageColumn _images;
+    private readonly object _hold; // keeps the weights alive while this mapper is reachable
 
-    public ImageRowMapper(ViRImageClassificationTransformer parent, DataViewSchema inputSchema)
+    public ImageRowMapper(ViRImageClassificationTransformer parent, DataViewSchema inputSchema, object hold)
     {
         _parent = parent;
+        _hold = hold;
         _images = ImageColumn.Bind(inputSchema, parent.Columns.Features, parent.Config);
         InputSchema = inputSchema;
         OutputSchema = parent.GetOutputSchema(inputSchema);

@@ -73,6 +73,9 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     internal ViRColumns Columns { get; }
 
+    /// <summary>True once the weights were freed (every holder let go); tests read it.</summary>
+    internal bool WeightsFreed => _shared.IsFreed;
+
     /// <summary>The weights, shared with <see cref="WithRetentionMode"/> copies; use only while this transformer is alive.</summary>
     internal ViRModel Model => _shared.Model;
 
@@ -184,30 +187,32 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public IRowToRowMapper GetRowToRowMapper(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        ThrowIfDisposed();
-        return new ImageRowMapper(this, inputSchema);
+        var hold = _shared.NewHold() ?? throw DisposedError();
+        return new ImageRowMapper(this, inputSchema, hold);
     }
 
     /// <summary>
-    /// Releases this transformer's hold on the weights; they are freed once every transformer sharing them
-    /// (see <see cref="WithRetentionMode"/>) is disposed and no prediction is running. Calling it again does nothing.
-    /// A PredictionEngine created with ML.NET's default options calls it when the engine is disposed.
+    /// Releases this transformer's hold on the weights. They are freed once every transformer sharing them (see
+    /// <see cref="WithRetentionMode"/>) is disposed, every row mapper made from them (each PredictionEngine has one)
+    /// is garbage, and no prediction is running. Until then this transformer and its engines keep working, so a
+    /// PredictionEngine that owns the model (ML.NET's default) can be disposed while other engines still serve.
+    /// Calling it again does nothing.
     /// </summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0) _shared.ReleaseOwner();
     }
 
+    // Use is refused only once the weights are gone: disposing one holder does not stop the others.
     private void ThrowIfDisposed()
     {
-        if (Volatile.Read(ref _disposed) != 0) throw DisposedError();
+        if (_shared.IsFreed) throw DisposedError();
     }
 
     private static ObjectDisposedException DisposedError() =>
         new(nameof(ViRImageClassificationTransformer),
-            "This ViR transformer was disposed and can no longer predict. A PredictionEngine created with ML.NET's default options " +
-            "disposes its model when the engine is disposed. To use one model from several engines (one per thread or request), " +
-            "create them with new PredictionEngineOptions { OwnsTransformer = false } and dispose the model when the app is done with it.");
+            "This ViR model's weights were freed: the model and every copy of it were disposed, and every PredictionEngine made " +
+            "from it was disposed or collected. Keep the model (or one engine) alive for as long as the app predicts with it.");
 
     /// <summary>Score, PredictedLabel and the optional embedding, in that order.</summary>
     internal IEnumerable<DataViewSchema.DetachedColumn> OutputColumns(DataViewSchema inputSchema)
@@ -259,7 +264,13 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         {
             Model = model;
             Device = device;
+            // Engines' holds are released by the garbage collector: tell it what the weights weigh.
+            _bytes = Math.Max(1, model.Config.ParameterCount * sizeof(float));
+            GC.AddMemoryPressure(_bytes);
         }
+
+        private readonly long _bytes;
+        private bool _freed;
 
         private ViRModel? _bfloat16;
         private int _fallbackWarned;
@@ -287,6 +298,17 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
                 return _bfloat16;
             }
         }
+
+        public bool IsFreed
+        {
+            get { lock (_gate) return _freed; }
+        }
+
+        /// <summary>
+        /// A hold on the weights for a row mapper (a PredictionEngine's), released when the mapper becomes garbage:
+        /// ML.NET never disposes an engine's mapper, and an engine that owns the model disposes the model, not its hold.
+        /// </summary>
+        public object? NewHold() => TryAddOwner() ? new Hold(this) : null;
 
         public bool TryAddOwner()
         {
@@ -329,8 +351,15 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
         private void Free()
         {
+            lock (_gate) _freed = true;
             Model.Dispose();
             _bfloat16?.Dispose();
+            GC.RemoveMemoryPressure(_bytes);
+        }
+
+        private sealed class Hold(SharedModel shared)
+        {
+            ~Hold() => shared.ReleaseOwner();
         }
 
         private sealed class Lease(SharedModel shared) : IDisposable
