@@ -285,4 +285,38 @@ public sealed class UntrustedInputTests
         Assert.AreEqual(10, model.LabelNames.Count);
         Assert.IsTrue(metrics.MicroAccuracy > 0);
     }
+
+    [TestMethod]
+    [DataRow(0)]
+    [DataRow(-8)]
+    [DataRow(int.MaxValue)]
+    public void AStoredBatchSizeOutOfRangeIsRefusedAtLoad(int batchSize)
+    {
+        var ml = new MLContext(seed: 1);
+        var data = TinyFit.Images(ml, 2);
+        using var trained = TinyFit.Fit(ml, data);
+        // A file as a writer with another idea of the batch size would make it: the checksum is valid, the value is not.
+        var weights = new ViRModel(trained.Config);
+        weights.load_state_dict(trained.Model.state_dict());
+        using var odd = new ViRImageClassificationTransformer(ml, weights, trained.LabelNames, trained.Columns, trained.Retention, ViRPrecision.Float32, batchSize);
+        string path = TempPath(".zip");
+        try
+        {
+            ml.Model.Save(odd, data.Schema, path);
+            StringAssert.Contains(LoadError(ml, path).Message, $"its batch size is {batchSize}, but it must be from 1 to 65536");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
+    public void AKeyCountBeyondTheLimitIsRefusedWithTheRealLimit()
+    {
+        var schema = new DataViewSchema.Builder();
+        schema.AddColumn("Label", new KeyDataViewType(typeof(ulong), 1UL << 33));
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ViRImageClassificationTrainer.LabelNames(schema.ToSchema(), "Label"));
+        StringAssert.Contains(e.Message, "must have from 2 to 2,147,483,647 classes, but its key type has 8,589,934,592");
+    }
 }
