@@ -18,9 +18,7 @@ internal sealed class RetentionDecay
     private static readonly ConcurrentDictionary<string, RetentionDecay> SharedByValue = new();
 
     private readonly double[] _logGammas;
-    private readonly Dictionary<(string Kind, long A, long B, ScalarType Type, string Device), Tensor> _cache = new();
-    private readonly LinkedList<(string, long, long, ScalarType, string)> _cacheOrder = new();
-    private long _cachedBytes;
+    private readonly TensorCache _cache = new(CacheBudgetBytes);
 
     /// <summary>Creates the decays; every γ must lie in (0, 1].</summary>
     internal RetentionDecay(IReadOnlyList<float> gammas)
@@ -100,45 +98,6 @@ internal sealed class RetentionDecay
 
     private Tensor LogGamma() => tensor(_logGammas);
 
-    private Tensor Cached(string kind, long a, long b, ScalarType type, Device device, Func<Tensor> build)
-    {
-        var key = (kind, a, b, type, device.ToString());
-        lock (_cache)
-        {
-            if (_cache.TryGetValue(key, out var hit)) return hit;
-        }
-
-        var callerScope = CurrentDisposeScope;
-        Tensor value;
-        // Built outside any caller's dispose scope, grad mode or inference mode, so the cache outlives them.
-        using (var scope = NewDisposeScope())
-        using (no_grad())
-        using (inference_mode(false))
-        {
-            value = build().to(type, device).contiguous().DetachFromDisposeScope();
-        }
-
-        long bytes = value.NumberOfElements * value.ElementSize;
-        if (bytes > CacheBudgetBytes)
-        {
-            callerScope?.Attach(value); // too big to keep: the caller's scope frees it.
-            return value;
-        }
-        lock (_cache)
-        {
-            if (_cache.TryGetValue(key, out var raced)) { value.Dispose(); return raced; }
-            while (_cachedBytes + bytes > CacheBudgetBytes && _cacheOrder.First is { } oldest)
-            {
-                var evicted = _cache[oldest.Value];
-                _cachedBytes -= evicted.NumberOfElements * evicted.ElementSize;
-                _cache.Remove(oldest.Value);
-                _cacheOrder.RemoveFirst();
-                // Not disposed: a caller on another thread may still be using it; the GC finalizes it.
-            }
-            _cache[key] = value;
-            _cacheOrder.AddLast(key);
-            _cachedBytes += bytes;
-            return value;
-        }
-    }
+    private Tensor Cached(string kind, long a, long b, ScalarType type, Device device, Func<Tensor> build) =>
+        _cache.GetOrAdd($"{kind}|{a}|{b}", type, device, build);
 }

@@ -1,0 +1,84 @@
+using Microsoft.ML.Retention.Native;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.Retention.Models;
+
+/// <summary>
+/// RMT (Fan et al., CVPR 2024), exactly the official classification model: a four-convolution stem, four stages of
+/// blocks with Manhattan-decayed attention (MaSAD in the early stages, MaSA later), stride-2 merges between them, and
+/// a head of a per-token Linear, BatchNorm and Swish, average pooling and a Linear. Module names are the official
+/// state_dict names, so the published checkpoints' weights load as they are. Any image size whose grid survives the
+/// stem and the merges works; masks and rotations are built per grid and cached.
+/// </summary>
+public sealed class RmtModel : Module<Tensor, Tensor>
+{
+    private readonly RmtPatchEmbed patch_embed;
+    private readonly ModuleList<RmtLayer> layers;
+    private readonly Linear proj;
+    private readonly BatchNorm2d norm;
+    private readonly Module<Tensor, Tensor> head;
+
+    /// <summary>Creates a randomly initialised RMT (seed it with <c>torch.manual_seed</c>).</summary>
+    public RmtModel(RmtConfig config) : base(NativeLoaded())
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Config = config;
+        var stages = config.Stages;
+        patch_embed = new RmtPatchEmbed(config.Channels, stages[0].Dim);
+        int blockCount = stages.Sum(s => s.Depth);
+        var rates = Enumerable.Range(0, blockCount).Select(i => blockCount == 1 ? 0 : config.DropPathRate * i / (blockCount - 1)).ToArray();
+        layers = ModuleList(stages.Select((stage, i) => new RmtLayer(stage, i + 1 < stages.Count ? stages[i + 1].Dim : null, config.InitialValue,
+            rates.Skip(stages.Take(i).Sum(s => s.Depth)).Take(stage.Depth), config.LayerScaleInit)).ToArray());
+        proj = Linear(stages[^1].Dim, config.Projection);
+        norm = BatchNorm2d(config.Projection);
+        head = config.NumClasses > 0 ? Linear(config.Projection, config.NumClasses) : Identity();
+        RegisterComponents();
+        InitializeLinearLayers();
+    }
+
+    /// <summary>The model's shape.</summary>
+    public RmtConfig Config { get; }
+
+    private static string NativeLoaded()
+    {
+        TorchSharpNative.EnsureLoaded();
+        return nameof(RmtModel);
+    }
+
+    /// <summary>Class logits [B, NumClasses] for images [B, C, H, W].</summary>
+    public override Tensor forward(Tensor images)
+    {
+        using var scope = NewDisposeScope();
+        return head.forward(Embed(images)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The pooled features [B, Projection] the head reads.</summary>
+    public Tensor Embed(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.dim() != 4 || images.shape[1] != Config.Channels)
+            throw new ArgumentException($"images must have shape [B, {Config.Channels}, H, W], but its shape is [{string.Join(", ", images.shape)}].", nameof(images));
+        using var scope = NewDisposeScope();
+        var x = patch_embed.forward(images);
+        foreach (var layer in layers) x = layer.forward(x);
+        var projected = norm.forward(proj.forward(x).permute(0, 3, 1, 2)).flatten(2, 3); // [B, P, h·w]
+        return nn.functional.silu(projected).mean(new long[] { 2 }).MoveToOuterDisposeScope();
+    }
+
+    // As the official model: every Linear normal(0, 0.02) with zero bias (timm's trunc_normal_ at ±2 never truncates at
+    // this std; TorchSharp 0.107's trunc_normal_ is broken), LayerNorm at 1 and 0, convolutions and BatchNorm as built.
+    private void InitializeLinearLayers()
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, module) in named_modules())
+        {
+            if (module is not Linear linear) continue;
+            nn.init.normal_(linear.weight, 0, 0.02);
+            if (linear.bias is not null) nn.init.zeros_(linear.bias);
+        }
+    }
+}
