@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace Microsoft.ML.Retention.Models;
 
 /// <summary>One stage of an RMT: its blocks' width, count, heads and MLP ratio, its decay range, and its attention.</summary>
@@ -11,5 +13,6 @@ namespace Microsoft.ML.Retention.Models;
 public sealed record RmtStage(int Dim, int Depth, int Heads, double MlpRatio, double HeadsRange, bool Decomposed, bool LayerScale = false)
 {
     /// <summary>The feed-forward width.</summary>
+    [JsonIgnore]
     public int FeedForwardDim => checked((int)(MlpRatio * Dim));
 }

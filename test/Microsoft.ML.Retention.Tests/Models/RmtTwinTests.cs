@@ -1,0 +1,130 @@
+using Microsoft.ML.Retention.Models;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>
+/// The C# RMT against the PyTorch twin (python -m vir.rmt) on Debian's python3-torch, both ways through safetensors,
+/// with MaSAD and MaSA stages, layer scale, and BatchNorm statistics that are not the identity.
+/// </summary>
+[TestClass]
+public sealed class RmtTwinTests
+{
+    private const string Python = "/usr/bin/python3";
+
+    private static readonly RmtConfig Config = RmtConfig.Mini with
+    {
+        Stages = RmtConfig.Mini.Stages.Select((s, i) => i == 2 ? s with { LayerScale = true } : s).ToArray(),
+    };
+
+    private static Dictionary<string, string> Environment => new()
+    {
+        ["PYTHONPATH"] = Path.Combine(TestProcess.RepoRoot, "python"),
+        ["OMP_NUM_THREADS"] = "1",
+    };
+
+    private static string Run(string work, string arguments)
+    {
+        var result = TestProcess.Run(Python, $"-m vir.rmt {arguments}", work, Environment);
+        result.AssertSucceeded($"python -m vir.rmt {arguments}");
+        return result.Stdout;
+    }
+
+    /// <summary>One image at 224² and two at 40×56, grayscale.</summary>
+    private static Dictionary<string, Tensor> Inputs() => new()
+    {
+        ["square"] = randn(1, 1, 224, 224).DetachFromDisposeScope(),
+        ["odd"] = randn(2, 1, 40, 56).DetachFromDisposeScope(),
+    };
+
+    private static double Difference(Tensor ours, Tensor theirs) => (ours - theirs).abs().max().ToDouble() / theirs.abs().max().ToDouble();
+
+    [TestMethod]
+    public void ACheckpointWrittenHereGivesTheSameLogitsInPyTorch()
+    {
+        string work = Path.Combine(Path.GetTempPath(), $"rmt-twin-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(work);
+        try
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(2);
+            using var model = new RmtModel(Config);
+            using (no_grad())
+            {
+                foreach (var (name, buffer) in model.named_buffers())
+                    if (name.EndsWith("running_mean", StringComparison.Ordinal)) buffer.copy_(randn(buffer.shape) * 0.1);
+                    else if (name.EndsWith("running_var", StringComparison.Ordinal)) buffer.copy_(rand(buffer.shape) + 0.5);
+                foreach (var (name, parameter) in model.named_parameters())
+                    if (name.Contains("gamma_")) parameter.copy_(randn(parameter.shape) * 0.3);
+            }
+            model.eval();
+            RmtCheckpoint.Save(model, Path.Combine(work, "rmt.safetensors"));
+            var inputs = Inputs();
+            SafeTensors.Write(Path.Combine(work, "inputs.safetensors"), inputs, new Dictionary<string, string>());
+            Run(work, "--model rmt.safetensors --inputs inputs.safetensors --out logits.safetensors");
+            var (theirs, _) = SafeTensors.Read(Path.Combine(work, "logits.safetensors"));
+            using var noGrad = no_grad();
+            foreach (var (name, images) in inputs)
+            {
+                double difference = Difference(model.forward(images), theirs[$"logits.{name}"]);
+                Console.WriteLine($"{name} [{string.Join(", ", images.shape)}]: C# against PyTorch {difference:G3} of the largest logit");
+                Assert.IsTrue(difference < 1e-4, $"{name}: {difference:G3}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void ACheckpointWrittenByPyTorchLoadsHereWithTheSameLogits()
+    {
+        string work = Path.Combine(Path.GetTempPath(), $"rmt-twin-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(work);
+        try
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(3);
+            var inputs = Inputs();
+            SafeTensors.Write(Path.Combine(work, "inputs.safetensors"), inputs, new Dictionary<string, string>());
+            string config = Config.ToJson().Replace("\"", "\\\"");
+            Run(work, $"--config \"{config}\" --seed 4 --save rmt.safetensors --inputs inputs.safetensors --out logits.safetensors");
+            using var model = RmtCheckpoint.Load(Path.Combine(work, "rmt.safetensors"));
+            Assert.AreEqual(Config, model.Config);
+            model.eval();
+            var (theirs, _) = SafeTensors.Read(Path.Combine(work, "logits.safetensors"));
+            using var noGrad = no_grad();
+            foreach (var (name, images) in inputs)
+            {
+                double difference = Difference(model.forward(images), theirs[$"logits.{name}"]);
+                Console.WriteLine($"{name}: PyTorch's checkpoint scored here {difference:G3} of the largest logit from PyTorch's logits");
+                Assert.IsTrue(difference < 1e-4, $"{name}: {difference:G3}");
+            }
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void ACheckpointOfAnotherShapeIsRefusedNamingTheTensors()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"rmt-{Guid.NewGuid():N}.safetensors");
+        try
+        {
+            using (var model = new RmtModel(Config)) RmtCheckpoint.Save(model, path);
+            var (tensors, metadata) = SafeTensors.Read(path);
+            tensors["layers.0.blocks.0.retention.q_proj.weight"] = zeros(32, 31);
+            tensors["extra"] = zeros(1);
+            SafeTensors.Write(path, tensors, metadata);
+            var e = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.Load(path));
+            StringAssert.Contains(e.Message, "layers.0.blocks.0.retention.q_proj.weight: expected [32, 32], actual [32, 31]");
+            StringAssert.Contains(e.Message, "Unexpected: extra");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
