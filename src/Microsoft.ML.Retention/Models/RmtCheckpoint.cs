@@ -29,20 +29,7 @@ public static class RmtCheckpoint
         var (tensors, metadata) = SafeTensors.Read(path);
         try
         {
-            if (!metadata.TryGetValue(ViRCheckpoint.ConfigKey, out var json))
-                throw new InvalidDataException($"'{path}' has no '{ViRCheckpoint.ConfigKey}' in its metadata, so the RMT's shape is unknown.");
-            RmtConfig config;
-            try
-            {
-                config = RmtConfig.FromJson(json);
-            }
-            catch (ArgumentException e)
-            {
-                throw new InvalidDataException($"'{path}' has a config that cannot be used: {e.Message}", e);
-            }
-            long values = tensors.Values.Sum(t => t.NumberOfElements);
-            if (values < config.ParameterCount)
-                throw new InvalidDataException($"'{path}' holds {values:N0} values, but its config needs {config.ParameterCount:N0} parameters: the file does not match its config.");
+            var config = CheckpointChecks.Config(metadata, tensors, path, RmtConfig.FromJson, c => c.ParameterCount, "");
             var model = new RmtModel(config);
             try
             {
@@ -65,16 +52,8 @@ public static class RmtCheckpoint
     private static void Assign(RmtModel model, Dictionary<string, Tensor> tensors, string path)
     {
         var targets = model.state_dict();
-        var missing = targets.Keys.Where(n => !tensors.ContainsKey(n)).ToList();
-        var unexpected = tensors.Keys.Where(n => !targets.ContainsKey(n)).ToList();
-        var wrongShape = targets.Where(t => tensors.TryGetValue(t.Key, out var s) && !s.shape.SequenceEqual(t.Value.shape))
-            .Select(t => $"{t.Key}: expected [{string.Join(", ", t.Value.shape)}], actual [{string.Join(", ", tensors[t.Key].shape)}]").ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-        {
-            static string First(IReadOnlyCollection<string> names) => names.Count == 0 ? "none" : string.Join("; ", names.Take(8)) + (names.Count > 8 ? $"; … ({names.Count} in all)" : "");
-            throw new InvalidDataException($"'{path}' does not fit an RMT of its config; nothing was loaded. Wrong shapes: {First(wrongShape)}. " +
-                $"Missing: {First(missing)}. Unexpected: {First(unexpected)}.");
-        }
+        if (CheckpointChecks.Mismatch(targets.ToDictionary(t => t.Key, t => t.Value.shape), tensors) is { } mismatch)
+            throw new InvalidDataException($"'{path}' does not fit an RMT of its config; nothing was loaded. {mismatch}");
         using var noGrad = no_grad();
         foreach (var (name, target) in targets) target.copy_(tensors[name]);
     }

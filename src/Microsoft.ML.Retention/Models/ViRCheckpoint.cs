@@ -53,24 +53,9 @@ public static class ViRCheckpoint
         var (tensors, metadata) = SafeTensors.Read(path);
         try
         {
-            if (!metadata.TryGetValue(ConfigKey, out var json))
-                throw new InvalidDataException($"'{path}' has no '{ConfigKey}' in its metadata, so the model's shape is unknown. " +
-                                               "Use LoadVisionTransformer with a ViRConfig for checkpoints from elsewhere.");
+            var config = CheckpointChecks.Config(metadata, tensors, path, ViRConfig.FromJson, c => c.ParameterCount,
+                "Use LoadVisionTransformer with a ViRConfig for checkpoints from elsewhere.");
             labelNames = Labels(metadata, path);
-            ViRConfig config;
-            try
-            {
-                config = ViRConfig.FromJson(json);
-            }
-            catch (ArgumentException e)
-            {
-                throw new InvalidDataException($"'{path}' has a config that cannot be used: {e.Message}", e);
-            }
-            // The file must hold the values its config asks for before a model of that size is built.
-            long values = tensors.Values.Sum(t => t.NumberOfElements);
-            if (values < config.ParameterCount)
-                throw new InvalidDataException($"'{path}' holds {values:N0} values, but its config needs {config.ParameterCount:N0} parameters " +
-                                               $"(Dim {config.Dim}, Depth {config.Depth}, NumClasses {config.NumClasses}): the file does not match its config.");
             var model = new ViRModel(config);
             try
             {
@@ -170,18 +155,10 @@ public static class ViRCheckpoint
 
         var expected = targets.ToDictionary(t => t.Key, t => t.Value.shape);
         foreach (var (name, decay) in decays) expected[name] = decay.shape;
-        var missing = expected.Keys.Where(n => !source.ContainsKey(n) && !(vit && decays.ContainsKey(n))).ToList();
-        var unexpected = source.Keys.Where(n => !expected.ContainsKey(n)).ToList();
-        var wrongShape = expected.Where(e => source.TryGetValue(e.Key, out var t) && !t.shape.SequenceEqual(e.Value))
-            .Select(e => $"{e.Key}: expected [{string.Join(", ", e.Value)}], actual [{string.Join(", ", source[e.Key].shape)}]").ToList();
-        if (missing.Count + unexpected.Count + wrongShape.Count > 0)
-        {
-            static string First(List<string> names) => names.Count == 0 ? "none" : string.Join("; ", names.Take(8)) + (names.Count > 8 ? $"; … ({names.Count} in all)" : "");
+        if (CheckpointChecks.Mismatch(expected, source, n => vit && decays.ContainsKey(n)) is { } mismatch)
             throw new InvalidDataException(
                 $"'{path}' does not fit a ViR of this config (Dim {config.Dim}, Depth {config.Depth}, Heads {config.Heads}, {config.ImageHeight}×{config.ImageWidth}, " +
-                $"PatchSize {config.PatchSize}, Stem {config.Stem}, NumClasses {config.NumClasses}); nothing was loaded. " +
-                $"Wrong shapes: {First(wrongShape)}. Missing: {First(missing.Select(m => $"{m} [{string.Join(", ", expected[m])}]").ToList())}. Unexpected: {First(unexpected)}.");
-        }
+                $"PatchSize {config.PatchSize}, Stem {config.Stem}, NumClasses {config.NumClasses}); nothing was loaded. {mismatch}");
         foreach (var (name, decay) in decays)
         {
             if (!source.TryGetValue(name, out var stored)) continue;
