@@ -1,4 +1,6 @@
+using System.Collections;
 using System.Text.Json;
+using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.Retention.Models;
@@ -46,6 +48,81 @@ public static class RmtCheckpoint
         {
             foreach (var tensor in tensors.Values) tensor.Dispose();
         }
+    }
+
+    /// <summary>
+    /// An RMT of <paramref name="config"/> with the weights of a PyTorch <c>.pth</c> file: the official checkpoints (a
+    /// training dict with the weights under <c>model</c> and their moving average under <c>model_ema</c>, beside optimizer
+    /// state and the training arguments, which are skipped) or a bare state_dict. The file is read with TorchSharp.PyBridge,
+    /// whose unpickler builds only dicts, lists, numbers and tensors and runs no code from the file. All or nothing.
+    /// </summary>
+    /// <param name="path">The .pth file.</param>
+    /// <param name="config">The model the file holds, for example <see cref="RmtConfig.Small"/>.</param>
+    /// <param name="movingAverage">Load <c>model_ema</c> (the official S, B and L accuracies are the EMA weights') instead of <c>model</c>.</param>
+    /// <exception cref="InvalidDataException">The file is no PyTorch checkpoint, holds no RMT weights, or they do not fit <paramref name="config"/>.</exception>
+    public static RmtModel LoadPyTorch(string path, RmtConfig config, bool movingAverage = false)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        Hashtable file;
+        try
+        {
+            file = PyTorchUnpickler.UnpickleStateDict(path);
+        }
+        catch (Exception e) when (e is not FileNotFoundException and not UnauthorizedAccessException)
+        {
+            throw new InvalidDataException($"'{path}' is not a PyTorch checkpoint this library reads ({e.GetType().Name}: {e.Message}).", e);
+        }
+        var tensors = new Dictionary<string, Tensor>();
+        try
+        {
+            string key = movingAverage ? "model_ema" : "model";
+            IDictionary weights = file.ContainsKey("model") || file.ContainsKey("model_ema")
+                ? file[key] as IDictionary ?? throw new InvalidDataException(
+                    $"'{path}' is a training checkpoint, but its '{key}' entry is {Describe(file[key])}, not a state_dict. " +
+                    $"Its entries: {string.Join(", ", file.Keys.Cast<object>())}.")
+                : file;
+            foreach (DictionaryEntry entry in weights)
+            {
+                if (entry.Value is not Tensor tensor)
+                    throw new InvalidDataException($"'{path}': the state_dict entry '{entry.Key}' is {Describe(entry.Value)}, not a tensor; nothing was loaded.");
+                tensors[entry.Key.ToString()!] = tensor;
+            }
+            long values = tensors.Values.Sum(t => t.NumberOfElements);
+            if (values < config.ParameterCount)
+                throw new InvalidDataException($"'{path}' holds {values:N0} values, but {nameof(config)} needs {config.ParameterCount:N0} parameters: it is another model.");
+            var model = new RmtModel(config);
+            try
+            {
+                Assign(model, tensors, path);
+                return model;
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var value in file.Values) DisposeTensors(value);
+        }
+    }
+
+    private static string Describe(object? value) => value switch
+    {
+        null => "empty (None)",
+        Tensor t => $"a tensor [{string.Join(", ", t.shape)}]",
+        IDictionary d => $"a dict of {d.Count}",
+        _ => $"a {value.GetType().Name}",
+    };
+
+    private static void DisposeTensors(object? value)
+    {
+        if (value is Tensor tensor) tensor.Dispose();
+        else if (value is IDictionary dictionary) foreach (var item in dictionary.Values) DisposeTensors(item);
+        else if (value is IList list) foreach (var item in list) DisposeTensors(item);
     }
 
     /// <summary>Copies every tensor after checking that the names and shapes are exactly the model's.</summary>

@@ -127,4 +127,72 @@ public sealed class RmtTwinTests
             File.Delete(path);
         }
     }
+
+    // Writes checkpoints as the official training script (a DeiT fork) does, a bare state_dict, and a file whose
+    // pickle would run a shell command if it were executed; then the logits of the saved weights.
+    private const string PyTorchCheckpoints = """
+        import argparse, json, os, sys, torch
+        from vir import safetensors
+        from vir.rmt import Rmt
+        config = json.loads(open("config.json").read())
+        torch.manual_seed(5)
+        model, ema = Rmt(config).eval(), Rmt(config).eval()
+        optimizer = torch.optim.AdamW(model.parameters())
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "lr_scheduler": {"last_epoch": 3}, "epoch": 3,
+                    "model_ema": ema.state_dict(), "scaler": None, "args": argparse.Namespace(lr=5e-4, model="RMT_T3"), "max_accuracy": 0.5}, "training.pth")
+        torch.save(model.state_dict(), "bare.pth")
+        class Shell:
+            def __reduce__(self):
+                return (os.system, ("touch executed.txt",))
+        torch.save({"model": Shell()}, "hostile.pth")
+        inputs = safetensors.load("inputs.safetensors")[0]
+        with torch.no_grad():
+            out = {f"model.{n}": model(x) for n, x in inputs.items()}
+            out.update({f"ema.{n}": ema(x) for n, x in inputs.items()})
+        safetensors.save(out, "logits.safetensors")
+        """;
+
+    [TestMethod]
+    public void OfficialStylePyTorchCheckpointsLoadThroughPyBridgeAndHostileOnesAreRefused()
+    {
+        string work = Path.Combine(Path.GetTempPath(), $"rmt-pth-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(work);
+        try
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(6);
+            var inputs = Inputs();
+            SafeTensors.Write(Path.Combine(work, "inputs.safetensors"), inputs, new Dictionary<string, string>());
+            File.WriteAllText(Path.Combine(work, "config.json"), Config.ToJson());
+            File.WriteAllText(Path.Combine(work, "checkpoints.py"), PyTorchCheckpoints);
+            TestProcess.Run(Python, "checkpoints.py", work, Environment).AssertSucceeded("writing PyTorch checkpoints");
+            var (theirs, _) = SafeTensors.Read(Path.Combine(work, "logits.safetensors"));
+
+            foreach (var (file, ema, prefix) in new[] { ("training.pth", false, "model"), ("training.pth", true, "ema"), ("bare.pth", false, "model") })
+            {
+                using var model = RmtCheckpoint.LoadPyTorch(Path.Combine(work, file), Config, movingAverage: ema);
+                model.eval();
+                using var noGrad = no_grad();
+                foreach (var (name, images) in inputs)
+                {
+                    double difference = Difference(model.forward(images), theirs[$"{prefix}.{name}"]);
+                    Console.WriteLine($"{file}{(ema ? " (model_ema)" : "")}, {name}: {difference:G3} of the largest logit");
+                    Assert.IsTrue(difference < 1e-4, $"{file} {prefix} {name}: {difference:G3}");
+                }
+            }
+
+            var hostile = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.LoadPyTorch(Path.Combine(work, "hostile.pth"), Config));
+            Console.WriteLine(hostile.Message);
+            StringAssert.Contains(hostile.Message, "hostile.pth");
+            Assert.IsFalse(File.Exists(Path.Combine(work, "executed.txt")), "the pickle's command ran");
+            var wrongModel = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.LoadPyTorch(Path.Combine(work, "bare.pth"), RmtConfig.Mini));
+            StringAssert.Contains(wrongModel.Message, "nothing was loaded");
+            var notPyTorch = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.LoadPyTorch(Path.Combine(work, "inputs.safetensors"), Config));
+            StringAssert.Contains(notPyTorch.Message, "is not a PyTorch checkpoint");
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
 }
