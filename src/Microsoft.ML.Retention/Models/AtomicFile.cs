@@ -21,7 +21,7 @@ internal static class AtomicFile
         }
         catch
         {
-            File.Delete(temporary);
+            if (File.Exists(temporary)) File.Delete(temporary); // absent when the file could not even be created
             throw;
         }
     }

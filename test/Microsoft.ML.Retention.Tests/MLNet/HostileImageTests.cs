@@ -142,4 +142,47 @@ public sealed class HostileImageTests
         }
         Assert.AreEqual(10, model.Transform(images).GetColumn<float[]>("Score").Count());
     }
+
+    // 16-bit gray, palette, gray with alpha, CMYK JPEG, animated GIF and WebP, written by PIL (python3-pil, which
+    // build/get-python-torch.sh installs).
+    private const string ImageKinds = """
+        import numpy as np
+        from PIL import Image
+        rng = np.random.default_rng(1)
+        rgb = Image.fromarray((rng.random((40, 50, 3)) * 255).astype(np.uint8))
+        Image.fromarray((rng.random((40, 50)) * 65535).astype(np.uint16), mode="I;16").save("gray16.png")
+        rgb.convert("P", palette=Image.ADAPTIVE).save("palette.png")
+        rgb.convert("LA").save("gray-alpha.png")
+        rgb.convert("CMYK").save("cmyk.jpg")
+        rgb.save("rgb.webp")
+        frames = [Image.fromarray((rng.random((30, 30, 3)) * 255).astype(np.uint8)) for _ in range(3)]
+        frames[0].save("animated.gif", save_all=True, append_images=frames[1:])
+        """;
+
+    [TestMethod]
+    public void EveryImageKindDecodesAsMLImageDecodesIt()
+    {
+        string folder = Path.Combine(Path.GetTempPath(), $"vir-kinds-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            File.WriteAllText(Path.Combine(folder, "kinds.py"), ImageKinds);
+            TestProcess.Run("/usr/bin/python3", "kinds.py", folder).AssertSucceeded("writing images with PIL");
+            var ml = new MLContext(seed: 1);
+            using var model = Model(ml, channels: 3);
+            var files = Directory.GetFiles(folder).Where(f => !f.EndsWith(".py", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+            Assert.AreEqual(6, files.Count);
+            foreach (var file in files)
+            {
+                var fromBytes = model.Transform(ml.Data.LoadFromEnumerable(new[] { new BytesInput { Image = File.ReadAllBytes(file) } })).GetColumn<float[]>("Score").Single();
+                var rows = ml.Data.LoadFromEnumerable(new[] { new FashionMnist.ImageRow { ImagePath = file } });
+                var fromImage = model.Transform(ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(rows).Transform(rows)).GetColumn<float[]>("Score").Single();
+                CollectionAssert.AreEqual(fromImage, fromBytes, Path.GetFileName(file));
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }
