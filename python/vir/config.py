@@ -5,7 +5,7 @@ import json
 
 def default_preprocessing() -> dict:
     """The library's ImagePreprocessing: how an image becomes the model's input (see vir/data.py)."""
-    return {"LumaRed": 0.299, "LumaGreen": 0.587, "LumaBlue": 0.114, "Mean": 0.5, "Std": 0.5}
+    return {"LumaRed": 0.299, "LumaGreen": 0.587, "LumaBlue": 0.114, "Mean": [0.5], "Std": [0.5]}
 
 
 @dataclasses.dataclass(frozen=True)

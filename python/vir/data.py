@@ -38,7 +38,8 @@ def load_image(path: str, config) -> torch.Tensor:
         planes = (p["LumaRed"] * planes[0] + p["LumaGreen"] * planes[1] + p["LumaBlue"] * planes[2]).unsqueeze(0)
     elif config.Channels != planes.shape[0]:
         raise ValueError(f"The model has {config.Channels} channels; images can feed 1, 3 or 4.")
-    planes = (planes - p["Mean"]) / p["Std"]
+    per_channel = lambda values: torch.tensor(values if isinstance(values, list) else [values], dtype=torch.float32).view(-1, 1, 1)
+    planes = (planes - per_channel(p["Mean"])) / per_channel(p["Std"])
     if planes.shape[1:] != (config.ImageHeight, config.ImageWidth):
         planes = torch.nn.functional.interpolate(planes[None], size=(config.ImageHeight, config.ImageWidth), mode="bilinear",
                                                  align_corners=False, antialias=True)[0]

@@ -253,7 +253,10 @@ internal sealed class ImageColumn
             4 => stack(new[] { r, g, b, hwc[3] }),
             _ => throw new InvalidOperationException($"Images can feed a model with 1, 3 or 4 channels, but this model has {_config.Channels}."),
         };
-        return Resize(planes.sub_(p.Mean).div_(p.Std)).MoveToOuterDisposeScope();
+        int channels = (int)planes.shape[0];
+        var mean = tensor(Enumerable.Range(0, channels).Select(p.MeanOf).ToArray(), dtype: float32).view(-1, 1, 1);
+        var std = tensor(Enumerable.Range(0, channels).Select(p.StdOf).ToArray(), dtype: float32).view(-1, 1, 1);
+        return Resize(planes.sub_(mean).div_(std)).MoveToOuterDisposeScope();
     }
 
     private Tensor Resize(Tensor chw)

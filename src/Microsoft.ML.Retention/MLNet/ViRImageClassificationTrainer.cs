@@ -175,7 +175,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
     {
         var o = _options;
         var augmentation = o.Augment
-            ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, (preprocessing.Low, preprocessing.High), seed)
+            ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, preprocessing.Range, seed)
             : null;
         return new(o.MaxEpoch, o.BatchSize, o.LearningRate, o.WeightDecay, o.WarmupEpochs, o.LabelSmoothing, o.GradientClipNorm,
             o.TrainingRetention, precision, seed, augmentation, o.EarlyStopping);

@@ -44,11 +44,11 @@ public sealed record RmtConfig
     /// <summary>Output classes; 0 gives a model without a head.</summary>
     public int NumClasses { get; init; } = 1000;
 
-    /// <summary>How an image becomes this model's input.</summary>
-    public ImagePreprocessing Preprocessing { get; init; } = new();
+    /// <summary>How an image becomes this model's input; the official presets use ImageNet's per-channel mean and deviation.</summary>
+    public ImagePreprocessing Preprocessing { get; init; } = ImagePreprocessing.ImageNet;
 
     /// <summary>RMT-T: 14,334,216 parameters with 1,000 classes (the official RMT_T3).</summary>
-    public static RmtConfig Tiny => new() { Stages = TinyStages, DropPathRate = 0.1 };
+    public static RmtConfig Tiny => new() { Stages = TinyStages, DropPathRate = 0.1, Preprocessing = ImagePreprocessing.ImageNet };
 
     /// <summary>RMT-S: 26,967,240 parameters (RMT_S).</summary>
     public static RmtConfig Small => new()
@@ -59,6 +59,7 @@ public sealed record RmtConfig
             new(256, 18, 8, 3, 6, Decomposed: true), new(512, 4, 16, 3, 6, Decomposed: false),
         },
         DropPathRate = 0.15,
+        Preprocessing = ImagePreprocessing.ImageNet,
     };
 
     /// <summary>RMT-B: 54,154,896 parameters (RMT_M2), layer scale in stages 3 and 4.</summary>
@@ -70,6 +71,7 @@ public sealed record RmtConfig
             new(320, 25, 10, 3, 6, Decomposed: true, LayerScale: true), new(512, 8, 16, 3, 6, Decomposed: false, LayerScale: true),
         },
         DropPathRate = 0.4,
+        Preprocessing = ImagePreprocessing.ImageNet,
     };
 
     /// <summary>RMT-L: 95,464,864 parameters (RMT_L6), layer scale in stages 3 and 4.</summary>
@@ -81,6 +83,7 @@ public sealed record RmtConfig
             new(448, 25, 14, 3, 6, Decomposed: true, LayerScale: true), new(640, 8, 20, 3, 6, Decomposed: false, LayerScale: true),
         },
         DropPathRate = 0.5,
+        Preprocessing = ImagePreprocessing.ImageNet,
     };
 
     /// <summary>
@@ -89,7 +92,7 @@ public sealed record RmtConfig
     /// </summary>
     public static RmtConfig Mini => new()
     {
-        ImageHeight = 28, ImageWidth = 28, Channels = 1, NumClasses = 10, Projection = 256, DropPathRate = 0.05,
+        ImageHeight = 28, ImageWidth = 28, Channels = 1, NumClasses = 10, Projection = 256, DropPathRate = 0.05, Preprocessing = new(),
         Stages = new RmtStage[]
         {
             new(32, 2, 2, 3, 4, Decomposed: true), new(64, 2, 4, 3, 4, Decomposed: false),
@@ -152,7 +155,7 @@ public sealed record RmtConfig
         Require(Projection >= 1, nameof(Projection), "at least 1", Projection);
         Require(NumClasses >= 0, nameof(NumClasses), "0 (no head) or more", NumClasses);
         Require(Preprocessing is not null, nameof(Preprocessing), "an ImagePreprocessing", "null");
-        Preprocessing!.Validate();
+        Preprocessing!.Validate(Channels);
         double parameters = ParameterCountEstimate();
         Require(parameters <= ViRLimits.MaxParameters, nameof(ViRLimits.MaxParameters),
             $"a config of at most {ViRLimits.MaxParameters:N0} parameters (ViRLimits.MaxParameters)", $"{parameters:N0} parameters");

@@ -166,7 +166,7 @@ public sealed record ViRConfig
             $"a config of at most {ViRLimits.MaxParameters:N0} parameters (ViRLimits.MaxParameters; Dim {Dim}, Depth {Depth}, {ImageHeight}×{ImageWidth} " +
             $"in {PatchSize}×{PatchSize} patches, MlpRatio {MlpRatio}, NumClasses {NumClasses})", $"{parameters:N0} parameters");
         Require(Preprocessing is not null, nameof(Preprocessing), "an ImagePreprocessing", "null");
-        Preprocessing!.Validate();
+        Preprocessing!.Validate(Channels);
     }
 
     private static void Require(bool ok, string field, string expected, object actual)

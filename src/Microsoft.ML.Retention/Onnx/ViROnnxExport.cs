@@ -138,8 +138,11 @@ public static class ViROnnxExport
                 4 => g.Op("Gather", new[] { bgra, g.Ints("rgba", new long[] { 2, 1, 0, 3 }) }, ("axis", 0)),
                 int c => throw new ArgumentException($"Pixels input feeds a model with 1, 3 or 4 channels, but this model has {c}; export Images input."),
             };
-            // (v / 255 − mean) / std = v · (1 / (255·std)) − mean / std
-            var scaled = g.Op("Add", new[] { g.Op("Mul", new[] { planes, Scalar(1 / (255 * p.Std)) }), Scalar(-p.Mean / p.Std) });
+            // (v / 255 − mean) / std = v · (1 / (255·std)) − mean / std, per channel
+            var channels = Enumerable.Range(0, config.Channels).ToArray();
+            var scale = g.Floats("pixel_scale", channels.Select(c => (float)(1 / (255 * p.StdOf(c)))).ToArray(), config.Channels, 1, 1);
+            var shift = g.Floats("pixel_shift", channels.Select(c => (float)(-p.MeanOf(c) / p.StdOf(c))).ToArray(), config.Channels, 1, 1);
+            var scaled = g.Op("Add", new[] { g.Op("Mul", new[] { planes, scale }), shift });
             var batch = g.Op("Unsqueeze", new[] { scaled, g.Ints("batch_axis", new long[] { 0 }) });
             return g.Op("Resize", new[] { batch, "", "", g.Ints("input_size", new long[] { 1, config.Channels, height, width }) },
                 // exclude_outside renormalizes the filter where it overhangs the image's edge, as torch does (off, edges differ by 0.05).

@@ -13,10 +13,11 @@ internal sealed class ImageAugmentation
     private readonly bool _flip;
     private readonly double _erasing;
     private readonly Random _random;
-    private readonly (double Low, double High) _pixelRange;
+    private readonly Func<int, (double Low, double High)> _pixelRange;
 
-    // pixelRange: what black and white pixels become (Models.ImagePreprocessing); random erasing's noise spans it.
-    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, double randomErasing, (double Low, double High) pixelRange, int seed)
+    // pixelRange: what black and white pixels become in each channel (Models.ImagePreprocessing.Range); random erasing's
+    // noise spans it.
+    public ImageAugmentation(double minCropScale, double maxTranslation, bool horizontalFlip, double randomErasing, Func<int, (double Low, double High)> pixelRange, int seed)
     {
         _pixelRange = pixelRange;
         _minScale = minCropScale;
@@ -72,8 +73,10 @@ internal sealed class ImageAugmentation
         }
         var erased = tensor(mask, new[] { batch, 1L, h, w }, device: images.device);
         using var generator = new Generator((ulong)_random.NextInt64());
-        var (low, high) = _pixelRange;
-        var noise = rand(images.shape, images.dtype, generator: generator).mul_(high - low).add_(low).to(images.device);
+        var ranges = Enumerable.Range(0, (int)images.shape[1]).Select(_pixelRange).ToArray();
+        var low = tensor(ranges.Select(r => r.Low).ToArray(), dtype: images.dtype).view(1, -1, 1, 1);
+        var span = tensor(ranges.Select(r => r.High - r.Low).ToArray(), dtype: images.dtype).view(1, -1, 1, 1);
+        var noise = rand(images.shape, images.dtype, generator: generator).mul_(span).add_(low).to(images.device);
         return where(erased, noise, images);
     }
 

@@ -58,4 +58,17 @@ public sealed class ViRConfigTests
         Assert.AreEqual(patches + block + head, vir.ForwardFlopsPerImage());
         Assert.AreEqual(vir.ForwardFlopsPerImage(), vit.ForwardFlopsPerImage(), "the same counting for both");
     }
+
+    [TestMethod]
+    public void PerChannelPreprocessingMustNameEveryChannelOrOne()
+    {
+        (ViRConfig.Tiny with { Preprocessing = ImagePreprocessing.ImageNet }).Validate();
+        var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => (ViRConfig.Mini with { Preprocessing = ImagePreprocessing.ImageNet }).Validate());
+        StringAssert.Contains(e.Message, "ImagePreprocessing.Mean must hold one value for every channel or one per channel (1), but it holds 3");
+        e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => (ViRConfig.Tiny with { Preprocessing = new ImagePreprocessing { Std = new[] { 0.2, 0.0, 0.2 } } }).Validate());
+        StringAssert.Contains(e.Message, "ImagePreprocessing.Std must hold positive finite numbers, but it holds 0");
+        var json = (ViRConfig.Tiny with { Preprocessing = ImagePreprocessing.ImageNet }).ToJson();
+        Assert.AreEqual(ImagePreprocessing.ImageNet, ViRConfig.FromJson(json).Preprocessing);
+        Assert.AreEqual((0 - 0.456) / 0.224, ImagePreprocessing.ImageNet.Range(1).Low, 1e-12);
+    }
 }

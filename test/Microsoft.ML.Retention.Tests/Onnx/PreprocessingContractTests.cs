@@ -82,18 +82,21 @@ public sealed class PreprocessingContractTests
     }
 
     [TestMethod]
-    public void AnotherPreprocessingIsTrainedWithKeptInModelZipAndExportedAsData()
+    [DataRow(1)]
+    [DataRow(3)]
+    public void AnotherPreprocessingIsTrainedWithKeptInModelZipAndExportedAsData(int channels)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"vir-photos-{Guid.NewGuid():N}");
         try
         {
             var photos = MakePhotos(folder, gray: false);
-            var custom = new ImagePreprocessing { LumaRed = 0.2126, LumaGreen = 0.7152, LumaBlue = 0.0722, Mean = 0.45, Std = 0.25 }; // BT.709
+            var custom = new ImagePreprocessing { LumaRed = 0.2126, LumaGreen = 0.7152, LumaBlue = 0.0722, Mean = new[] { 0.45 }, Std = new[] { 0.25 } }; // BT.709
             var ml = new MLContext(seed: 1);
             var train = TinyFit.Images(ml, 4);
-            using var trained = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Preprocessing = custom });
-            using var same = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Preprocessing = custom });
-            using var usual = TinyFit.Fit(ml, train);
+            if (channels == 3) custom = ImagePreprocessing.ImageNet; // per channel
+            using var trained = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Channels = channels, Preprocessing = custom });
+            using var same = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Channels = channels, Preprocessing = custom });
+            using var usual = TinyFit.Fit(ml, train, o => o.Architecture = o.Architecture with { Channels = channels });
             var rows = ml.Data.LoadFromEnumerable(photos.Select(p => new FashionMnist.ImageRow { ImagePath = p }));
             var images = ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(rows).Transform(rows);
             float[] Scores(ITransformer model) => model.Transform(images).GetColumn<float[]>("Score").SelectMany(s => s).ToArray();

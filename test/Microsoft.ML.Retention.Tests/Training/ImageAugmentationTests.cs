@@ -6,7 +6,7 @@ namespace Microsoft.ML.Retention.Tests;
 [TestClass]
 public sealed class ImageAugmentationTests
 {
-    private static readonly (double, double) Range = (new ImagePreprocessing().Low, new ImagePreprocessing().High);
+    private static readonly Func<int, (double, double)> Range = new ImagePreprocessing().Range;
 
     // Distinct values everywhere, so any resampling shows.
     private static Tensor Ramp(long batch) => arange(batch * 28 * 28, float32).view(batch, 1, 28, 28) / (28 * 28);
@@ -75,12 +75,13 @@ public sealed class ImageAugmentationTests
     public void RandomErasingReplacesOneRectangleInAboutTheAskedShareOfImages()
     {
         using var scope = NewDisposeScope();
-        // ImageNet's mean and deviation: the noise spans what a pixel can become under this preprocessing.
-        var preprocessing = new ImagePreprocessing { Mean = 0.485, Std = 0.229 };
-        var images = full(200, 1, 28, 28, 5f); // outside the noise's range, so every erased pixel shows
-        var augmented = new ImageAugmentation(1, 0, horizontalFlip: false, randomErasing: 0.5, (preprocessing.Low, preprocessing.High), seed: 5).Apply(images);
+        // ImageNet's mean and deviation, per channel: the noise spans what a pixel can become in each channel.
+        var preprocessing = ImagePreprocessing.ImageNet;
+        var images = full(200, 3, 28, 28, 5f); // outside the noise's range, so every erased pixel shows
+        var augmented = new ImageAugmentation(1, 0, horizontalFlip: false, randomErasing: 0.5, preprocessing.Range, seed: 5).Apply(images);
         int erasedImages = 0;
-        double lowest = double.MaxValue, highest = double.MinValue;
+        var lowest = new double[] { double.MaxValue, double.MaxValue, double.MaxValue };
+        var highest = new double[] { double.MinValue, double.MinValue, double.MinValue };
         for (int i = 0; i < 200; i++)
         {
             var erased = augmented[i, 0].lt(4.5f);
@@ -93,12 +94,20 @@ public sealed class ImageAugmentationTests
             long height = rows[-1].ToInt64() - rows[0].ToInt64() + 1, width = columns[-1].ToInt64() - columns[0].ToInt64() + 1;
             Assert.AreEqual(height * width, pixels, $"image {i}: the erased pixels are not one filled rectangle");
             Assert.IsTrue(pixels >= 0.02 * 784 - 28 && pixels <= 784 / 3.0 + 28, $"image {i}: {pixels} pixels erased");
-            var noise = augmented[i, 0].masked_select(erased);
-            (lowest, highest) = (Math.Min(lowest, noise.min().ToDouble()), Math.Max(highest, noise.max().ToDouble()));
+            for (int c = 0; c < 3; c++)
+            {
+                Assert.IsTrue(augmented[i, c].lt(4.5f).eq(erased).all().ToBoolean(), $"image {i}: channel {c} was erased elsewhere");
+                var noise = augmented[i, c].masked_select(erased);
+                (lowest[c], highest[c]) = (Math.Min(lowest[c], noise.min().ToDouble()), Math.Max(highest[c], noise.max().ToDouble()));
+            }
         }
         Assert.IsTrue(erasedImages is > 70 and < 130, $"{erasedImages} of 200 images were erased, asked for half");
-        double low = preprocessing.Low, high = preprocessing.High, span = high - low;
-        Assert.IsTrue(lowest >= low - 1e-6 && lowest < low + 0.01 * span && highest <= high + 1e-6 && highest > high - 0.01 * span,
-            $"the noise spans [{lowest:F3}, {highest:F3}], not the pixel range [{low:F3}, {high:F3}]");
+        for (int c = 0; c < 3; c++)
+        {
+            var (low, high) = preprocessing.Range(c);
+            double span = high - low;
+            Assert.IsTrue(lowest[c] >= low - 1e-6 && lowest[c] < low + 0.01 * span && highest[c] <= high + 1e-6 && highest[c] > high - 0.01 * span,
+                $"channel {c}: the noise spans [{lowest[c]:F3}, {highest[c]:F3}], not the pixel range [{low:F3}, {high:F3}]");
+        }
     }
 }
