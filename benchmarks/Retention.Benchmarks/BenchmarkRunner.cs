@@ -18,6 +18,7 @@ public static class BenchmarkRunner
         ("precision", PrecisionSuite.Run),
         ("contention", ContentionSuite.Run),
         ("onnx", OnnxSuite.Run),
+        ("rmt", RmtSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null)

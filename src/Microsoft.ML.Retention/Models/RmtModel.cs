@@ -69,6 +69,36 @@ public sealed class RmtModel : Module<Tensor, Tensor>
         return nn.functional.silu(projected).mean(new long[] { 2 }).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Multiply-add FLOPs (2 per multiply-add, as <see cref="VisionTransformerBase.ForwardFlopsPerImage"/> counts) of one
+    /// forward pass of one <paramref name="height"/>×<paramref name="width"/> image: convolutions, projections, the MLPs
+    /// and attention's two matmuls (MaSA quadratic in the grid, MaSAD along rows and columns). The paper's FLOPs (fvcore)
+    /// count one per multiply-add: half of this.
+    /// </summary>
+    public double ForwardFlopsPerImage(int height, int width)
+    {
+        var c = Config;
+        double macs = 0;
+        long h = (height + 1) / 2, w = (width + 1) / 2, dim = c.Stages[0].Dim, half = dim / 2;
+        macs += h * w * 9.0 * (c.Channels * half + half * half);                 // stem, at 1/2
+        h = (h + 1) / 2; w = (w + 1) / 2;
+        macs += h * w * 9.0 * (half * dim + dim * dim);                          // stem, at 1/4
+        for (int i = 0; i < c.Stages.Count; i++)
+        {
+            var s = c.Stages[i];
+            double n = h * w, d = s.Dim, f = s.FeedForwardDim;
+            double attention = s.Decomposed ? 2 * n * (h + w) * d : 2 * n * n * d;
+            macs += s.Depth * (n * d * 9 + 4 * n * d * d + n * d * 25 + attention + 2 * n * d * f + n * f * 9);
+            if (i + 1 < c.Stages.Count)
+            {
+                h = (h + 1) / 2; w = (w + 1) / 2;
+                macs += h * w * 9.0 * d * c.Stages[i + 1].Dim;                   // merge
+            }
+        }
+        macs += h * w * (double)c.Stages[^1].Dim * c.Projection + (double)c.Projection * c.NumClasses;
+        return 2 * macs;
+    }
+
     // As the official model: every Linear normal(0, 0.02) with zero bias (timm's trunc_normal_ at ±2 never truncates at
     // this std; TorchSharp 0.107's trunc_normal_ is broken), LayerNorm at 1 and 0, convolutions and BatchNorm as built.
     private void InitializeLinearLayers()
