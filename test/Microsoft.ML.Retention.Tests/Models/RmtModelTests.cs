@@ -198,4 +198,28 @@ public sealed class RmtModelTests
         // a stage or doubled attention would be off by far more.
         Assert.IsTrue(macs >= paperGFlops && macs <= 1.08 * paperGFlops, $"{preset}: {macs:F3} G against {paperGFlops} G");
     }
+
+    [TestMethod]
+    public void InBFloat16TheBiasAndSoftmaxStayFloat32()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(4);
+        var decay = ManhattanDecay.Shared(4, 2, 4, 8);
+        var (q, k, v) = (randn(new long[] { 2, 4, 6, 9, 8 }), randn(new long[] { 2, 4, 6, 9, 8 }) * 0.35, randn(new long[] { 2, 4, 6, 9, 8 }));
+        Tensor Bf(Tensor t) => t.to(ScalarType.BFloat16);
+        var pairs = new[]
+        {
+            (ManhattanAttention.Full(q, k, v, decay.Mask2d(6, 9, ScalarType.Float32, CPU)),
+             ManhattanAttention.Full(Bf(q), Bf(k), Bf(v), decay.Mask2d(6, 9, ScalarType.Float32, CPU))),
+            (ManhattanAttention.Decomposed(q, k, v, decay.Mask1d(6, ScalarType.Float32, CPU), decay.Mask1d(9, ScalarType.Float32, CPU)),
+             ManhattanAttention.Decomposed(Bf(q), Bf(k), Bf(v), decay.Mask1d(6, ScalarType.Float32, CPU), decay.Mask1d(9, ScalarType.Float32, CPU))),
+        };
+        foreach (var (float32, bfloat16) in pairs)
+        {
+            Assert.AreEqual(ScalarType.BFloat16, bfloat16.dtype);
+            double relative = (bfloat16.to(ScalarType.Float32) - float32).norm().ToDouble() / float32.norm().ToDouble();
+            Console.WriteLine($"bfloat16 against float32: {relative:G3} relative");
+            Assert.IsTrue(relative < 2e-2, $"{relative:G3}"); // bfloat16's unit roundoff is 2^-8 ≈ 4e-3 per rounding
+        }
+    }
 }
