@@ -31,18 +31,7 @@ public static class RmtCheckpoint
         var (tensors, metadata) = SafeTensors.Read(path);
         try
         {
-            var config = CheckpointChecks.Config(metadata, tensors, path, RmtConfig.FromJson, c => c.ParameterCount, "");
-            var model = new RmtModel(config);
-            try
-            {
-                Assign(model, tensors, path);
-                return model;
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
+            return Built(CheckpointChecks.Config(metadata, tensors, path, RmtConfig.FromJson, c => c.ParameterCount, ""), tensors, path);
         }
         finally
         {
@@ -92,17 +81,7 @@ public static class RmtCheckpoint
             long values = tensors.Values.Sum(t => t.NumberOfElements);
             if (values < config.ParameterCount)
                 throw new InvalidDataException($"'{path}' holds {values:N0} values, but {nameof(config)} needs {config.ParameterCount:N0} parameters: it is another model.");
-            var model = new RmtModel(config);
-            try
-            {
-                Assign(model, tensors, path);
-                return model;
-            }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
+            return Built(config, tensors, path);
         }
         finally
         {
@@ -123,6 +102,22 @@ public static class RmtCheckpoint
         if (value is Tensor tensor) tensor.Dispose();
         else if (value is IDictionary dictionary) foreach (var item in dictionary.Values) DisposeTensors(item);
         else if (value is IList list) foreach (var item in list) DisposeTensors(item);
+    }
+
+    /// <summary>A model of <paramref name="config"/> with the tensors' values, or nothing (the model is disposed) if they don't fit.</summary>
+    private static RmtModel Built(RmtConfig config, Dictionary<string, Tensor> tensors, string path)
+    {
+        var model = new RmtModel(config);
+        try
+        {
+            Assign(model, tensors, path);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Copies every tensor after checking that the names and shapes are exactly the model's.</summary>
