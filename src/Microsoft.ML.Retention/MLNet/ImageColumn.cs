@@ -27,6 +27,7 @@ internal sealed class ImageColumn
 {
     private readonly ViRConfig _config;
     private readonly long[] _pixelShape;
+    private readonly float[] _mean, _std; // the preprocessing's, one per channel
 
     private ImageColumn(string name, int index, ImageColumnKind kind, ViRConfig config, long[] pixelShape, IReadOnlyList<DataViewSchema.Column> context)
     {
@@ -35,6 +36,9 @@ internal sealed class ImageColumn
         Kind = kind;
         _config = config;
         _pixelShape = pixelShape;
+        var channels = Enumerable.Range(0, config.Channels).ToArray();
+        _mean = channels.Select(c => (float)config.Preprocessing.MeanOf(c)).ToArray();
+        _std = channels.Select(c => (float)config.Preprocessing.StdOf(c)).ToArray();
         Context = context;
     }
 
@@ -253,10 +257,7 @@ internal sealed class ImageColumn
             4 => stack(new[] { r, g, b, hwc[3] }),
             _ => throw new InvalidOperationException($"Images can feed a model with 1, 3 or 4 channels, but this model has {_config.Channels}."),
         };
-        int channels = (int)planes.shape[0];
-        var mean = tensor(Enumerable.Range(0, channels).Select(p.MeanOf).ToArray(), dtype: float32).view(-1, 1, 1);
-        var std = tensor(Enumerable.Range(0, channels).Select(p.StdOf).ToArray(), dtype: float32).view(-1, 1, 1);
-        return Resize(planes.sub_(mean).div_(std)).MoveToOuterDisposeScope();
+        return Resize(planes.sub_(tensor(_mean).view(-1, 1, 1)).div_(tensor(_std).view(-1, 1, 1))).MoveToOuterDisposeScope();
     }
 
     private Tensor Resize(Tensor chw)

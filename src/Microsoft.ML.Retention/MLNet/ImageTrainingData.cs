@@ -84,13 +84,14 @@ internal sealed class ImageTrainingData
     /// <summary>The current row's key, whichever unsigned type ML.NET keys it with (byte, ushort, uint or ulong).</summary>
     private static Func<ulong> KeyReader(DataViewRow row, DataViewSchema.Column column)
     {
-        switch (column.Type.RawType)
+        Func<ulong> Read<T>(Func<T, ulong> widen) where T : struct
         {
-            case var t when t == typeof(byte): { var get = row.GetGetter<byte>(column); byte k = 0; return () => { get(ref k); return k; }; }
-            case var t when t == typeof(ushort): { var get = row.GetGetter<ushort>(column); ushort k = 0; return () => { get(ref k); return k; }; }
-            case var t when t == typeof(ulong): { var get = row.GetGetter<ulong>(column); ulong k = 0; return () => { get(ref k); return k; }; }
-            default: { var get = row.GetGetter<uint>(column); uint k = 0; return () => { get(ref k); return k; }; }
+            var get = row.GetGetter<T>(column);
+            T key = default;
+            return () => { get(ref key); return widen(key); };
         }
+        var raw = column.Type.RawType;
+        return raw == typeof(byte) ? Read<byte>(k => k) : raw == typeof(ushort) ? Read<ushort>(k => k) : raw == typeof(ulong) ? Read<ulong>(k => k) : Read<uint>(k => k);
     }
 
     /// <summary>The 0-based class of a key; no label outside the model's classes ever reaches libtorch.</summary>

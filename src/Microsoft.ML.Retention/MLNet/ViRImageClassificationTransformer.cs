@@ -270,7 +270,6 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         }
 
         private readonly long _bytes;
-        private bool _freed;
 
         private ViRModel? _bfloat16;
         private int _fallbackWarned;
@@ -299,9 +298,10 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             }
         }
 
+        /// <summary>No holder is left: the weights are freed, or will be when the running predictions end.</summary>
         public bool IsFreed
         {
-            get { lock (_gate) return _freed; }
+            get { lock (_gate) return _owners == 0; }
         }
 
         /// <summary>
@@ -351,7 +351,6 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
         private void Free()
         {
-            lock (_gate) _freed = true;
             Model.Dispose();
             _bfloat16?.Dispose();
             GC.RemoveMemoryPressure(_bytes);

@@ -110,7 +110,6 @@ public sealed partial class ViRImageClassificationTransformer
             // Every size is checked before what it sizes is read or allocated.
             var configJson = written >= FirstVersionWithJson ? ctx.LoadNonEmptyString() : null;
             var config = configJson is not null ? ViRConfig.FromJson(configJson) : ReadPositionalConfig(r, written >= FirstVersionWithStem);
-            config.Validate();
             var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
             int labelCount = r.ReadInt32();
             if (labelCount != config.NumClasses)
@@ -159,7 +158,7 @@ public sealed partial class ViRImageClassificationTransformer
         }
     }
 
-    /// <summary>The config of formats 0x00010001 and 0x00010002: 13 numbers in a fixed order, then (0x00010002) the stem.</summary>
+    /// <summary>The config of formats 0x00010001 and 0x00010002: 13 numbers in a fixed order, then (0x00010002) the stem; validated.</summary>
     private static ViRConfig ReadPositionalConfig(BinaryReader r, bool hasStem)
     {
         var config = new ViRConfig
@@ -169,7 +168,9 @@ public sealed partial class ViRImageClassificationTransformer
             NumClasses = r.ReadInt32(), MlpRatio = r.ReadDouble(), Dropout = r.ReadDouble(), DropPath = r.ReadDouble(),
             LayerScaleInit = r.ReadDouble(),
         };
-        return hasStem ? config with { Stem = (PatchStem)r.ReadInt32() } : config;
+        config = hasStem ? config with { Stem = (PatchStem)r.ReadInt32() } : config;
+        config.Validate();
+        return config;
     }
 
     /// <summary>The SHA-256 and length of the ViRWeights entry, read once without keeping it.</summary>

@@ -37,7 +37,7 @@ public sealed class RmtModel : Module<Tensor, Tensor>
         norm = BatchNorm2d(config.Projection);
         head = config.NumClasses > 0 ? Linear(config.Projection, config.NumClasses) : Identity();
         RegisterComponents();
-        InitializeLinearLayers();
+        Parameters.InitializeLinears(this, _ => true); // as the official model; convolutions and BatchNorm as built
     }
 
     /// <summary>The model's shape.</summary>
@@ -97,18 +97,5 @@ public sealed class RmtModel : Module<Tensor, Tensor>
         }
         macs += h * w * (double)c.Stages[^1].Dim * c.Projection + (double)c.Projection * c.NumClasses;
         return 2 * macs;
-    }
-
-    // As the official model: every Linear normal(0, 0.02) with zero bias (timm's trunc_normal_ at ±2 never truncates at
-    // this std; TorchSharp 0.107's trunc_normal_ is broken), LayerNorm at 1 and 0, convolutions and BatchNorm as built.
-    private void InitializeLinearLayers()
-    {
-        using var noGrad = no_grad();
-        foreach (var (_, module) in named_modules())
-        {
-            if (module is not Linear linear) continue;
-            nn.init.normal_(linear.weight, 0, 0.02);
-            if (linear.bias is not null) nn.init.zeros_(linear.bias);
-        }
     }
 }

@@ -13,6 +13,22 @@ internal static class Parameters
     /// TorchSharp's Parameter takes over the tensor's handle, and a scoped tensor would be freed with the scope.
     /// </summary>
     public static Parameter Owned(Tensor initialValue) => new(initialValue.DetachFromDisposeScope());
+
+    /// <summary>
+    /// timm's init for every Linear of <paramref name="model"/> whose module name <paramref name="include"/> accepts:
+    /// weight normal(0, 0.02), bias 0. timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e. never at this std;
+    /// TorchSharp 0.107's trunc_normal_ fills every entry with the same value (measured), so normal_.
+    /// </summary>
+    public static void InitializeLinears(Module model, Func<string, bool> include)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, module) in model.named_modules())
+        {
+            if (module is not Linear linear || !include(name)) continue;
+            nn.init.normal_(linear.weight, 0, 0.02);
+            if (linear.bias is not null) nn.init.zeros_(linear.bias);
+        }
+    }
 }
 
 /// <summary>

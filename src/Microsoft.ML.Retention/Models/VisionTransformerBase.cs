@@ -42,7 +42,8 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         norm = LayerNorm(config.Dim, eps: 1e-6);
         head = config.NumClasses > 0 ? Linear(config.Dim, config.NumClasses) : Identity();
         RegisterComponents();
-        InitializeLinearLayers();
+        // The stem keeps convolution-style init, also for its pointwise Linear (the 1×1 convolution it stands for).
+        Parameters.InitializeLinears(this, name => !name.StartsWith("patch_embed", StringComparison.Ordinal));
     }
 
     /// <summary>The model's shape.</summary>
@@ -127,21 +128,5 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         long h = images.shape[2], w = images.shape[3], p = Config.PatchSize;
         if (h < p || w < p || h % p != 0 || w % p != 0)
             throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {h}×{w}.", nameof(images));
-    }
-
-    private void InitializeLinearLayers()
-    {
-        using var noGrad = no_grad();
-        foreach (var (name, module) in named_modules())
-        {
-            // The stem keeps convolution-style init, also for its pointwise Linear (the 1×1 convolution it stands for).
-            if (module is Linear linear && !name.StartsWith("patch_embed", StringComparison.Ordinal))
-            {
-                // timm's trunc_normal_(std=.02) truncates at ±2 absolute, i.e. never at this std. TorchSharp
-                // 0.107's trunc_normal_ fills every entry with the same value (measured), so use normal_.
-                nn.init.normal_(linear.weight, 0, 0.02);
-                if (linear.bias is not null) nn.init.zeros_(linear.bias);
-            }
-        }
     }
 }
