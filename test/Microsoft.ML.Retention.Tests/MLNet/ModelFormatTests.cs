@@ -17,6 +17,7 @@ public sealed class ModelFormatTests
     [DataRow("00010001")]
     [DataRow("00010002")]
     [DataRow("00010003")]
+    [DataRow("00010004")]
     public void ModelsOfEarlierFormatsLoadAndScoreAsBefore(string format)
     {
         string folder = Path.Combine(AppContext.BaseDirectory, "TestData", $"format-{format}");
