@@ -6,10 +6,10 @@ using Spectre.Console;
 
 namespace ViRImageClassification;
 
-/// <summary>ML.NET's LightGbm multiclass trainer on the raw grayscale pixels at the ViR's resolution (--compare).</summary>
+/// <summary>ML.NET's LightGbm multiclass trainer on the raw grayscale pixels at the model's resolution (--compare).</summary>
 internal static class LightGbmBaseline
 {
-    public static BaselineReport Run(IAnsiConsole console, MLContext ml, ImageFolderDataset dataset, ViRConfig config)
+    public static BaselineReport Run(IAnsiConsole console, MLContext ml, ImageFolderDataset dataset, IVisionBackboneConfig config)
     {
         console.MarkupLineInterpolated($"Training LightGbm on raw {config.ImageHeight}×{config.ImageWidth} grayscale pixels ({config.ImageHeight * config.ImageWidth} features)…");
         var pixels = ml.Transforms.LoadImages("Image", null, "ImagePath")

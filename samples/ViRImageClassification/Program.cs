@@ -11,12 +11,19 @@ GlibcAllocatorTuning.Apply();
 
 // Train (the default command) or predict, with System.CommandLine; see --help.
 var data = new Option<string>("--data") { Description = "ImageNet-style folder: <label>/<image>, optionally with train/ and val/ (or test/) subfolders. Default: the embedded Fashion-MNIST subset.", DefaultValueFactory = _ => TrainSettings.DefaultData };
-var arch = new Option<string>("--arch") { Description = "ViR size: Mini (28×28 grayscale), Tiny, Small, Base or Large.", DefaultValueFactory = _ => nameof(ViRConfig.Mini) };
+var arch = new Option<string>("--arch") { Description = "Model: ViR Mini (28×28 grayscale), Tiny, Small, Base or Large; or RMT Rmt-Mini (28×28 grayscale), Rmt-Tiny, Rmt-Small, Rmt-Base or Rmt-Large (224², the official models).", DefaultValueFactory = _ => nameof(ViRConfig.Mini) };
 arch.Validators.Add(result =>
 {
-    if (result.GetValueOrDefault<string>() is { } name && !ViRConfig.Presets.ContainsKey(name))
-        result.AddError($"--arch must be one of {string.Join(", ", ViRConfig.Presets.Keys)}, but it is '{name}'.");
+    if (result.GetValueOrDefault<string>() is { } name && !TrainSettings.ArchitectureNames.Contains(name, StringComparer.OrdinalIgnoreCase))
+        result.AddError($"--arch must be one of {string.Join(", ", TrainSettings.ArchitectureNames)}, but it is '{name}'.");
 });
+var initialWeights = new Option<string?>("--initial-weights") { Description = "Start from this checkpoint instead of random weights: for RMT an official .pth (e.g. RMT-T's ImageNet weights) or safetensors; for ViR safetensors. A head of another class count is replaced." };
+initialWeights.Validators.Add(result =>
+{
+    if (result.GetValueOrDefault<string?>() is { } file && !File.Exists(file))
+        result.AddError($"--initial-weights must name an existing file, but '{file}' does not exist.");
+});
+var ema = new Option<bool>("--ema") { Description = "With --initial-weights: read a training checkpoint's model_ema weights (the official RMT-S, B and L accuracies) instead of model." };
 var imageSize = new Option<int?>("--image-size") { Description = "Resolution the model runs at (images are resized). Default: the architecture's." };
 var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => 12 };
 var batchSize = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => 64 };
@@ -37,9 +44,9 @@ var seed = new Option<int>("--seed") { Description = "Seed for the model's initi
 var compare = new Option<bool>("--compare") { Description = "Also train ML.NET's LightGbm on the raw pixels and compare, in the same run." };
 var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Use at most this many images per class and split (for a quick try)." };
 
-var root = new RootCommand("Train a Vision Retention Network (ViR) image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
+var root = new RootCommand("Train a Vision Retention Network (ViR) or RMT image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, seed, compare, maxPerClass,
+    data, arch, initialWeights, ema, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, seed, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -47,6 +54,8 @@ root.SetAction(parsed =>
     {
         Data = parsed.GetValue(data)!,
         Architecture = parsed.GetValue(arch)!,
+        InitialWeights = parsed.GetValue(initialWeights),
+        MovingAverage = parsed.GetValue(ema),
         ImageSize = parsed.GetValue(imageSize),
         Stem = parsed.GetValue(stem),
         LearningRate = parsed.GetValue(learningRate),

@@ -11,13 +11,13 @@ using Panel = Retention.Plots.Panel;
 
 namespace ViRImageClassification;
 
-/// <summary>Trains a ViR on an image folder, evaluates it, saves model.zip, plots, and predicts a few images.</summary>
+/// <summary>Trains a ViR or an RMT on an image folder, evaluates it, saves model.zip, plots, and predicts a few images.</summary>
 public static class TrainCommand
 {
     public static TrainReport Run(TrainSettings settings, IAnsiConsole console)
     {
         var dataset = ImageFolderDataset.Load(settings.Data, settings.MaxImagesPerClass, settings.Tune);
-        console.MarkupLineInterpolated($"[bold]ViR image classification[/] on [blue]{settings.Data}[/]: {dataset.Train.Count} training and {dataset.Evaluation.Count} {dataset.EvaluationName} images, {dataset.ClassNames.Count} classes.");
+        console.MarkupLineInterpolated($"[bold]{settings.Model().Backbone} image classification[/] on [blue]{settings.Data}[/]: {dataset.Train.Count} training and {dataset.Evaluation.Count} {dataset.EvaluationName} images, {dataset.ClassNames.Count} classes.");
         Directory.CreateDirectory(settings.Output);
 
         var ml = new MLContext(seed: 1);
@@ -31,30 +31,41 @@ public static class TrainCommand
         var evaluation = labelToKey.Transform(evaluationImages);
 
         var epochs = new List<ViREpochMetrics>();
-        var options = new ViRImageClassificationTrainer.Options
+        // A ViR's options add its retention forms; an RMT's its checkpoint choice. Everything else is shared.
+        var architecture = settings.Model();
+        ViRImageClassificationTrainer.OptionsBase options = architecture switch
         {
-            FeatureColumnName = "ImageSource",
-            Architecture = settings.Model(),
-            LearningRate = settings.LearningRate,
-            MaxEpoch = settings.Epochs,
-            BatchSize = settings.BatchSize,
+            RmtConfig rmt => new ViRImageClassificationTrainer.RmtOptions { Architecture = rmt, InitialWeightsMovingAverage = settings.MovingAverage },
             // Training runs in parallel form (fastest for short sequences; all forms give the same result);
             // --mode picks the form the saved model predicts in.
-            TrainingRetention = new RetentionSettings(RetentionMode.Parallel),
-            PredictionRetention = new RetentionSettings(settings.Mode, settings.ChunkSize),
-            PredictionPrecision = settings.Precision,
-            TrainingPrecision = settings.TrainingPrecision,
-            Augment = settings.Augment,
-            MinCropScale = settings.MinCropScale,
-            MaxTranslation = settings.MaxTranslation,
-            RandomErasing = settings.RandomErasing,
-            Seed = settings.Seed,
-            Device = settings.Device,
-            ValidationSet = evaluation,
-            MetricsCallback = epochs.Add,
+            _ => new ViRImageClassificationTrainer.Options
+            {
+                Architecture = (ViRConfig)architecture,
+                TrainingRetention = new RetentionSettings(RetentionMode.Parallel),
+                PredictionRetention = new RetentionSettings(settings.Mode, settings.ChunkSize),
+            },
         };
-        var pipeline = ml.MulticlassClassification.Trainers.ViR(options)
-            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+        options.FeatureColumnName = "ImageSource";
+        options.InitialWeights = settings.InitialWeights;
+        options.LearningRate = settings.LearningRate;
+        options.MaxEpoch = settings.Epochs;
+        options.BatchSize = settings.BatchSize;
+        options.PredictionPrecision = settings.Precision;
+        options.TrainingPrecision = settings.TrainingPrecision;
+        options.Augment = settings.Augment;
+        options.MinCropScale = settings.MinCropScale;
+        options.MaxTranslation = settings.MaxTranslation;
+        options.RandomErasing = settings.RandomErasing;
+        options.Seed = settings.Seed;
+        options.Device = settings.Device;
+        options.ValidationSet = evaluation;
+        options.MetricsCallback = epochs.Add;
+        var trainer = options switch
+        {
+            ViRImageClassificationTrainer.RmtOptions rmt => ml.MulticlassClassification.Trainers.Rmt(rmt),
+            _ => ml.MulticlassClassification.Trainers.ViR((ViRImageClassificationTrainer.Options)options),
+        };
+        var pipeline = trainer.Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
 
         var watch = Stopwatch.StartNew();
         ITransformer model = null!;
@@ -88,11 +99,12 @@ public static class TrainCommand
         WritePlots(console, settings.Output, epochs, classNames, metrics.ConfusionMatrix);
         PredictCommand.ShowPredictions(console, ml, model, dataset.Evaluation.Take(3).Select(f => f.ImagePath));
 
-        BaselineReport? baseline = settings.Compare ? LightGbmBaseline.Run(console, ml, dataset, ViRIn(model)!.Config) : null;
+        BaselineReport? baseline = settings.Compare ? LightGbmBaseline.Run(console, ml, dataset, ViRIn(model)!.Architecture) : null;
         if (baseline is not null)
         {
-            var table = new Table().Title("ViR vs LightGbm (same run)").AddColumns("Model", "Micro accuracy", "Macro accuracy", "Training time");
-            table.AddRow("ViR", $"{metrics.MicroAccuracy:P2}", $"{metrics.MacroAccuracy:P2}", $"{trainingTime:mm\\:ss}");
+            string name = settings.Model().Backbone;
+            var table = new Table().Title($"{name} vs LightGbm (same run)").AddColumns("Model", "Micro accuracy", "Macro accuracy", "Training time");
+            table.AddRow(name, $"{metrics.MicroAccuracy:P2}", $"{metrics.MacroAccuracy:P2}", $"{trainingTime:mm\\:ss}");
             table.AddRow("LightGbm on raw pixels", $"{baseline.MicroAccuracy:P2}", $"{baseline.MacroAccuracy:P2}", $"{baseline.TrainingTime:mm\\:ss}");
             console.Write(table);
         }

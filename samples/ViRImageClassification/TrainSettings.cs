@@ -12,14 +12,28 @@ public sealed record TrainSettings
     public static string DefaultData => Path.Combine(AppContext.BaseDirectory, "data", "fashion-mnist");
 
     public string Data { get; init; } = DefaultData;
-    /// <summary>A preset name of <see cref="ViRConfig.Presets"/>.</summary>
+    /// <summary>A preset name of <see cref="ViRConfig.Presets"/>, or "Rmt-" and one of <see cref="RmtConfig.Presets"/>.</summary>
     public string Architecture { get; init; } = nameof(ViRConfig.Mini);
     public int? ImageSize { get; init; }
     public PatchStem? Stem { get; init; }
+    /// <summary>A checkpoint to start from (.pth or safetensors), and whether to read a training checkpoint's model_ema.</summary>
+    public string? InitialWeights { get; init; }
+    public bool MovingAverage { get; init; }
+
+    /// <summary>The prefix of RMT architectures in <see cref="Architecture"/>.</summary>
+    public const string RmtPrefix = "Rmt-";
+
+    /// <summary>Every --arch value: the ViR presets, then the RMT presets.</summary>
+    public static IEnumerable<string> ArchitectureNames => ViRConfig.Presets.Keys.Concat(RmtConfig.Presets.Keys.Select(k => RmtPrefix + k));
 
     /// <summary>The preset with the resolution and stem asked for.</summary>
-    public ViRConfig Model()
+    public IVisionBackboneConfig Model()
     {
+        if (Architecture.StartsWith(RmtPrefix, StringComparison.OrdinalIgnoreCase))
+        {
+            var rmt = RmtConfig.Presets[Architecture[RmtPrefix.Length..]];
+            return rmt with { ImageHeight = ImageSize ?? rmt.ImageHeight, ImageWidth = ImageSize ?? rmt.ImageWidth };
+        }
         var preset = ViRConfig.Presets[Architecture];
         return preset with
         {

@@ -9,10 +9,10 @@ internal sealed class ChannelTrainingObserver : ITrainingObserver
 {
     private readonly IHost _host;
     private readonly IChannel _channel;
-    private readonly ViRImageClassificationTrainer.Options _options;
+    private readonly ViRImageClassificationTrainer.OptionsBase _options;
     private ViRStepProgress? _last;
 
-    public ChannelTrainingObserver(IHost host, IChannel channel, IProgressChannel progress, ViRImageClassificationTrainer.Options options)
+    public ChannelTrainingObserver(IHost host, IChannel channel, IProgressChannel progress, ViRImageClassificationTrainer.OptionsBase options)
     {
         _host = host;
         _channel = channel;

@@ -25,11 +25,11 @@ internal enum ImageColumnKind
 /// </summary>
 internal sealed class ImageColumn
 {
-    private readonly ViRConfig _config;
+    private readonly IVisionBackboneConfig _config;
     private readonly long[] _pixelShape;
     private readonly float[] _mean, _std; // the preprocessing's, one per channel
 
-    private ImageColumn(string name, int index, ImageColumnKind kind, ViRConfig config, long[] pixelShape, IReadOnlyList<DataViewSchema.Column> context)
+    private ImageColumn(string name, int index, ImageColumnKind kind, IVisionBackboneConfig config, long[] pixelShape, IReadOnlyList<DataViewSchema.Column> context)
     {
         Name = name;
         Index = index;
@@ -72,7 +72,7 @@ internal sealed class ImageColumn
     }
 
     /// <summary>Finds and checks the column in <paramref name="schema"/> for a model of shape <paramref name="config"/>.</summary>
-    public static ImageColumn Bind(DataViewSchema schema, string name, ViRConfig config)
+    public static ImageColumn Bind(DataViewSchema schema, string name, IVisionBackboneConfig config)
     {
         var column = schema.GetColumnOrNull(name)
             ?? throw new ArgumentOutOfRangeException(nameof(name), name,
@@ -84,7 +84,7 @@ internal sealed class ImageColumn
     }
 
     /// <summary>The [C, H, W] layout of a pixel-vector column: its own three dimensions, or the model's shape.</summary>
-    public static long[] PixelShape(string name, VectorDataViewType type, ViRConfig config)
+    public static long[] PixelShape(string name, VectorDataViewType type, IVisionBackboneConfig config)
     {
         long[] shape = type.Dimensions.Length == 3
             ? type.Dimensions.Select(d => (long)d).ToArray()

@@ -15,7 +15,7 @@ internal sealed class ImageRowMapper : IRowToRowMapper
     {
         _parent = parent;
         _hold = hold;
-        _images = ImageColumn.Bind(inputSchema, parent.Columns.Features, parent.Config);
+        _images = ImageColumn.Bind(inputSchema, parent.Columns.Features, parent.Architecture);
         InputSchema = inputSchema;
         OutputSchema = parent.GetOutputSchema(inputSchema);
     }
@@ -51,7 +51,7 @@ internal sealed class ImageRowMapper : IRowToRowMapper
             _input = input;
             _active = active;
             _readImage = mapper._images.Reader(input);
-            _outputGetters = ScoredBatch.Getters(() => (Current(), 0), mapper._parent.Config.Dim);
+            _outputGetters = ScoredBatch.Getters(() => (Current(), 0), mapper._parent.Architecture.EmbeddingDim);
         }
 
         public override DataViewSchema Schema => _mapper.OutputSchema;

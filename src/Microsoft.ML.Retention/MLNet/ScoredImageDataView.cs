@@ -19,7 +19,7 @@ internal sealed class ScoredImageDataView : IDataView
     {
         _parent = parent;
         _input = input;
-        _images = ImageColumn.Bind(input.Schema, parent.Columns.Features, parent.Config);
+        _images = ImageColumn.Bind(input.Schema, parent.Columns.Features, parent.Architecture);
         Schema = parent.GetOutputSchema(input.Schema);
     }
 
@@ -70,7 +70,7 @@ internal sealed class ScoredImageDataView : IDataView
                 _pixelBuffer = new float[Math.Min(view._parent.BatchSize, 16) * perImage]; // grows to the rows there are
             }
             _active = active;
-            _outputGetters = ScoredBatch.Getters(() => (_batch!, _index), view._parent.Config.Dim);
+            _outputGetters = ScoredBatch.Getters(() => (_batch!, _index), view._parent.Architecture.EmbeddingDim);
         }
 
         public override DataViewSchema Schema => _view.Schema;
@@ -116,7 +116,7 @@ internal sealed class ScoredImageDataView : IDataView
 
         private ScoredBatch ScoreNextPixelBatch()
         {
-            var config = _view._parent.Config;
+            var config = _view._parent.Architecture;
             int count = 0;
             while (count < _view._parent.BatchSize && _lookahead!.MoveNext())
             {

@@ -3,7 +3,7 @@ using Microsoft.ML.Retention.Models;
 
 namespace Microsoft.ML.Retention;
 
-/// <summary>Adds <c>ViR(...)</c> to <c>mlContext.MulticlassClassification.Trainers</c>.</summary>
+/// <summary>Adds <c>ViR(...)</c> and <c>Rmt(...)</c> to <c>mlContext.MulticlassClassification.Trainers</c>.</summary>
 public static class ViRCatalog
 {
     /// <summary>
@@ -47,6 +47,53 @@ public static class ViRCatalog
     public static ViRImageClassificationTrainer ViR(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         ViRImageClassificationTrainer.Options options)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return new ViRImageClassificationTrainer(MLNetHost.Environment(catalog), options);
+    }
+
+    /// <summary>
+    /// An RMT image classifier (Fan et al., CVPR 2024: attention decayed by the 2-D Manhattan distance between patches),
+    /// served by the same transformer as a ViR. Start from the official ImageNet weights with
+    /// <see cref="ViRImageClassificationTrainer.OptionsBase.InitialWeights"/>.
+    /// </summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="labelColumnName">The key-typed label column.</param>
+    /// <param name="featureColumnName">The image column.</param>
+    /// <param name="scoreColumnName">Output column of class probabilities.</param>
+    /// <param name="predictedLabelColumnName">Output column of the predicted class key.</param>
+    /// <param name="architecture">The model's shape: a preset such as <see cref="RmtConfig.Tiny"/> (the default), changed with <c>with</c>.</param>
+    /// <param name="maxEpoch">Passes over the training data.</param>
+    /// <param name="batchSize">Images per step.</param>
+    /// <param name="validationSet">Data scored after every epoch, or null.</param>
+    public static ViRImageClassificationTrainer Rmt(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        string labelColumnName = "Label",
+        string featureColumnName = ViRImageClassificationTrainer.Options.DefaultFeatureColumnName,
+        string scoreColumnName = "Score",
+        string predictedLabelColumnName = "PredictedLabel",
+        RmtConfig? architecture = null,
+        int maxEpoch = 10,
+        int batchSize = 32,
+        IDataView? validationSet = null) =>
+        catalog.Rmt(new ViRImageClassificationTrainer.RmtOptions
+        {
+            LabelColumnName = labelColumnName,
+            FeatureColumnName = featureColumnName,
+            ScoreColumnName = scoreColumnName,
+            PredictedLabelColumnName = predictedLabelColumnName,
+            Architecture = architecture ?? RmtConfig.Tiny,
+            MaxEpoch = maxEpoch,
+            BatchSize = batchSize,
+            ValidationSet = validationSet,
+        });
+
+    /// <summary>An RMT image classifier with every option.</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="options">The trainer's options.</param>
+    public static ViRImageClassificationTrainer Rmt(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        ViRImageClassificationTrainer.RmtOptions options)
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new ViRImageClassificationTrainer(MLNetHost.Environment(catalog), options);

@@ -11,18 +11,18 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Retention;
 
 /// <summary>
-/// Trains a Vision Retention Network image classifier. Create it with
-/// <c>mlContext.MulticlassClassification.Trainers.ViR(...)</c>; fitting returns a
-/// <see cref="ViRImageClassificationTransformer"/> that adds Score and PredictedLabel columns.
+/// Trains a vision-retention image classifier: a ViR (<c>mlContext.MulticlassClassification.Trainers.ViR(...)</c>) or an
+/// RMT (<c>Trainers.Rmt(...)</c>). Fitting returns a <see cref="ViRImageClassificationTransformer"/> that adds Score and
+/// PredictedLabel columns.
 /// </summary>
 public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageClassificationTransformer>
 {
     private const int ShuffleBufferImages = 4096;
 
     private readonly IHost _host;
-    private readonly Options _options;
+    private readonly OptionsBase _options;
 
-    internal ViRImageClassificationTrainer(IHostEnvironment env, Options options)
+    internal ViRImageClassificationTrainer(IHostEnvironment env, OptionsBase options)
     {
         ArgumentNullException.ThrowIfNull(env);
         ArgumentNullException.ThrowIfNull(options);
@@ -45,7 +45,8 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             ImageColumn.Bind(_options.ValidationSet.Schema, _options.FeatureColumnName, config);
         }
 
-        using var channel = _host.Start("Training ViR");
+        string backbone = config.Backbone;
+        using var channel = _host.Start($"Training {backbone}");
         int seed = _options.Seed ?? MLNetHost.Seed(_host) ?? 1;
         var device = DeviceSelection.Resolve(_options.Device, _options.FallbackToCpu, message => channel.Warning(message));
         if (_options.ThreadCount is int threads) set_num_threads(threads);
@@ -74,12 +75,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             throw new ArgumentException("EarlyStopping needs validation data: set ValidationSet or ValidationSetFraction.", nameof(Options.EarlyStopping));
 
         manual_seed(seed);
-        var model = new ViRModel(config);
+        var model = config.Build();
         if (_options.InitialWeights is { } initial)
         {
             try
             {
-                bool headReplaced = ViRCheckpoint.LoadInto(model, initial);
+                bool headReplaced = model.LoadInitialWeights(initial, _options.InitialWeightsFromMovingAverage);
                 channel.Info($"Starting from the weights in '{initial}'" + (headReplaced ? $", with a new head for {config.NumClasses} classes." : "."));
             }
             catch
@@ -88,13 +89,13 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
                 throw;
             }
         }
-        model.to(device);
-        channel.Info($"Training ViR (dim {config.Dim}, depth {config.Depth}, heads {config.Heads}, " +
+        model.Module.to(device);
+        channel.Info($"Training {backbone} ({config.ParameterCount:N0} parameters, " +
             $"{config.ImageHeight}×{config.ImageWidth}×{config.Channels}, {config.NumClasses} classes) on {train.Count} images, device {device.type}.");
 
         try
         {
-            using var progress = _host.StartProgressChannel("Training ViR");
+            using var progress = _host.StartProgressChannel($"Training {backbone}");
             var observer = new ChannelTrainingObserver(_host, channel, progress, _options);
             var precision = ViRImageClassificationTransformer.EffectivePrecision(_options.TrainingPrecision, device, "training", m => channel.Warning(m));
             new TrainingLoop(model, TrainingSettings(seed, precision, config.Preprocessing), device, observer).Run(train, validation);
@@ -113,7 +114,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         }
 
         var columns = new ViRColumns(_options.FeatureColumnName, _options.ScoreColumnName, _options.PredictedLabelColumnName, _options.EmbeddingColumnName);
-        return new ViRImageClassificationTransformer(_host, model, labelNames, columns, _options.PredictionRetention, _options.PredictionPrecision, _options.BatchSize);
+        return new ViRImageClassificationTransformer(_host, model, labelNames, columns, _options.PredictionForm, _options.PredictionPrecision, _options.BatchSize);
     }
 
     /// <summary>The schema after the transformer: the input plus Score, PredictedLabel and the optional embedding.</summary>
@@ -143,7 +144,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         return new SchemaShape(outputs.Values);
     }
 
-    private IBatchSource Source(ImageTrainingData data, long rows, ViRConfig config, IChannel channel, string role)
+    private IBatchSource Source(ImageTrainingData data, long rows, IVisionBackboneConfig config, IChannel channel, string role)
     {
         long[] imageShape = { config.Channels, config.ImageHeight, config.ImageWidth };
         long bytes = rows * imageShape.Aggregate(1L, (a, b) => a * b) * sizeof(float);
@@ -157,16 +158,18 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
     }
 
     /// <summary>The options' architecture with the class count of the label and the channel count of a pixel-vector input.</summary>
-    private ViRConfig ModelConfig(DataViewSchema schema, int classCount)
+    private IVisionBackboneConfig ModelConfig(DataViewSchema schema, int classCount)
     {
-        var config = _options.Architecture with { NumClasses = classCount };
+        var architecture = _options.Backbone!;
+        int channels = architecture.Channels;
         if (schema.GetColumnOrNull(_options.FeatureColumnName)?.Type is VectorDataViewType { Dimensions.Length: 3 } v && v.ItemType == NumberDataViewType.Single)
         {
             long[] shape = v.Dimensions.Select(d => (long)d).ToArray();
-            if (shape[0] != config.Channels && ImageColumn.LooksInterleaved(shape))
+            if (shape[0] != channels && ImageColumn.LooksInterleaved(shape))
                 throw ImageColumn.InterleavedPixels(_options.FeatureColumnName, shape, channels: null);
-            config = config with { Channels = (int)shape[0] };
+            channels = (int)shape[0];
         }
+        var config = architecture.With(classCount, channels);
         config.Validate();
         return config;
     }
@@ -178,7 +181,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             ? new ImageAugmentation(o.MinCropScale, o.MaxTranslation, o.HorizontalFlip, o.RandomErasing, preprocessing.Range, seed)
             : null;
         return new(o.MaxEpoch, o.BatchSize, o.LearningRate, o.WeightDecay, o.WarmupEpochs, o.LabelSmoothing, o.GradientClipNorm,
-            o.TrainingRetention, precision, seed, augmentation, o.EarlyStopping);
+            o.TrainingForm, precision, seed, augmentation, o.EarlyStopping);
     }
 
     /// <summary>The label's class names, from its key values; throws unless it is a key column of two or more classes.</summary>
@@ -235,7 +238,7 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
                 "Classification needs at least 2 classes.");
     }
 
-    private static void CheckOptions(Options o)
+    private static void CheckOptions(OptionsBase o)
     {
         static void Require(bool ok, string name, string expected, object? actual)
         {
@@ -255,11 +258,12 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
         Require(o.MinCropScale is > 0 and <= 1, nameof(o.MinCropScale), "in (0, 1]", o.MinCropScale);
         Require(o.MaxTranslation is >= 0 and < 0.5, nameof(o.MaxTranslation), "in [0, 0.5)", o.MaxTranslation);
         Require(o.RandomErasing is >= 0 and <= 1, nameof(o.RandomErasing), "in [0, 1]", o.RandomErasing);
-        Require(o.Architecture is not null, nameof(o.Architecture), "a ViRConfig (a preset such as ViRConfig.Tiny)", o.Architecture);
-        Require(o.TrainingRetention.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(o.TrainingRetention), "Parallel or Chunkwise", o.TrainingRetention);
+        Require(o.Backbone is not null, nameof(Options.Architecture),
+            o is RmtOptions ? "an RmtConfig (a preset such as RmtConfig.Tiny)" : "a ViRConfig (a preset such as ViRConfig.Tiny)", null);
+        Require(o.TrainingForm.Mode is RetentionMode.Parallel or RetentionMode.Chunkwise, nameof(Options.TrainingRetention), "Parallel or Chunkwise", o.TrainingForm);
         Require(Enum.IsDefined(o.PredictionPrecision), nameof(o.PredictionPrecision), "Float32 or BFloat16", o.PredictionPrecision);
         Require(Enum.IsDefined(o.TrainingPrecision), nameof(o.TrainingPrecision), "Float32 or BFloat16", o.TrainingPrecision);
-        Require(o.InitialWeights is null || File.Exists(o.InitialWeights), nameof(o.InitialWeights), "null or an existing safetensors file", o.InitialWeights);
+        Require(o.InitialWeights is null || File.Exists(o.InitialWeights), nameof(o.InitialWeights), "null or an existing checkpoint file", o.InitialWeights);
         Require(o.ValidationSetFraction is >= 0 and < 1, nameof(o.ValidationSetFraction), "in [0, 1)", o.ValidationSetFraction);
         Require(o.InMemoryBudgetBytes >= 0, nameof(o.InMemoryBudgetBytes), "0 or more", o.InMemoryBudgetBytes);
         Require(o.ThreadCount is null || (o.ThreadCount >= 1 && o.ThreadCount <= ViRLimits.MaxThreadCount), nameof(o.ThreadCount),

@@ -24,9 +24,9 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     private readonly SharedModel _shared;
     private int _disposed;
 
-    internal ViRImageClassificationTransformer(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames, ViRColumns columns,
+    internal ViRImageClassificationTransformer(IHostEnvironment env, IVisionBackbone model, IReadOnlyList<string> labelNames, ViRColumns columns,
         RetentionSettings retention, ViRPrecision precision, int batchSize)
-        : this(env, new SharedModel(model, model.parameters().First().device), labelNames, columns, retention, precision, batchSize)
+        : this(env, new SharedModel(model, model.Module.parameters().First().device), labelNames, columns, retention, precision, batchSize)
     {
     }
 
@@ -41,7 +41,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         RequestedPrecision = precision;
         Precision = shared.EffectivePrecision(precision, _host);
         BatchSize = batchSize;
-        shared.Model.eval();
+        shared.Model.Module.eval();
     }
 
     /// <summary>How retention is computed when scoring.</summary>
@@ -65,8 +65,12 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>The device the weights live on.</summary>
     public Device Device => _shared.Device;
 
-    /// <summary>The model's shape.</summary>
-    public ViRConfig Config => _shared.Model.Config;
+    /// <summary>The backbone's shape: a <see cref="ViRConfig"/> or an <see cref="RmtConfig"/>.</summary>
+    public IVisionBackboneConfig Architecture => _shared.Model.Architecture;
+
+    /// <summary>The shape of a ViR. For another backbone it throws <see cref="InvalidOperationException"/>: read <see cref="Architecture"/>.</summary>
+    public ViRConfig Config => Architecture as ViRConfig ?? throw new InvalidOperationException(
+        $"This model is an {Architecture.Backbone}, not a ViR: its shape is Architecture, an {Architecture.GetType().Name}.");
 
     /// <summary>The class names, in key order (key value = index + 1).</summary>
     public IReadOnlyList<string> LabelNames { get; }
@@ -77,7 +81,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     internal bool WeightsFreed => _shared.IsFreed;
 
     /// <summary>The weights, shared with <see cref="WithRetentionMode"/> copies; use only while this transformer is alive.</summary>
-    internal ViRModel Model => _shared.Model;
+    internal IVisionBackbone Model => _shared.Model;
 
     /// <summary>
     /// A transformer that shares these weights and predicts with retention in <paramref name="mode"/> (chunk size:
@@ -128,7 +132,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     public DataViewSchema GetOutputSchema(DataViewSchema inputSchema)
     {
         ArgumentNullException.ThrowIfNull(inputSchema);
-        ImageColumn.Bind(inputSchema, Columns.Features, Config);
+        ImageColumn.Bind(inputSchema, Columns.Features, Architecture);
         var builder = new DataViewSchema.Builder();
         builder.AddColumns(inputSchema);
         builder.AddColumns(OutputColumns(inputSchema));
@@ -143,7 +147,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     {
         ThrowIfDisposed();
         using var use = _shared.Use() ?? throw DisposedError();
-        ViRCheckpoint.Save(Model, path, LabelNames);
+        Model.SaveWeights(path, LabelNames);
     }
 
     /// <summary>
@@ -166,11 +170,13 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         ThrowIfDisposed();
         var retention = new RetentionSettings(mode, chunkSize);
         using var use = _shared.Use() ?? throw DisposedError();
-        Onnx.ViROnnxExport.Export(Model, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
+        var vir = Model as ViRModel ?? throw new NotSupportedException(
+            $"ONNX export is built for ViR models; this one is an {Architecture.Backbone}. Save it as model.zip or with SaveWeights.");
+        Onnx.ViROnnxExport.Export(vir, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
     }
 
     /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>
-    internal static ViRImageClassificationTransformer FromModel(IHostEnvironment env, ViRModel model, IReadOnlyList<string> labelNames,
+    internal static ViRImageClassificationTransformer FromModel(IHostEnvironment env, IVisionBackbone model, IReadOnlyList<string> labelNames,
         string featureColumnName, RetentionSettings retention) =>
         new(env, model, labelNames, new ViRColumns(featureColumnName, "Score", "PredictedLabel", null), retention, ViRPrecision.Float32,
             new ViRImageClassificationTrainer.Options().BatchSize);
@@ -222,7 +228,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         yield return new DataViewSchema.DetachedColumn(Columns.PredictedLabel, new KeyDataViewType(typeof(uint), LabelNames.Count),
             ScoreColumnAnnotations.ForPredictedLabel(LabelNames));
         if (Columns.Embedding is { } embedding)
-            yield return new DataViewSchema.DetachedColumn(embedding, new VectorDataViewType(NumberDataViewType.Single, Config.Dim));
+            yield return new DataViewSchema.DetachedColumn(embedding, new VectorDataViewType(NumberDataViewType.Single, Architecture.EmbeddingDim));
     }
 
     /// <summary>Scores images [C, H, W] in one forward pass, without gradients.</summary>
@@ -240,7 +246,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var model = _shared.For(Precision);
-        var batch = images.to(Device).to(model.parameters().First().dtype);
+        var batch = images.to(Device).to(model.Module.parameters().First().dtype);
         var embedding = model.Embed(batch, Retention);
         var probabilities = nn.functional.softmax(model.Classify(embedding).to(float32), 1).cpu();
         var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
@@ -260,21 +266,21 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         private int _owners = 1;
         private int _uses;
 
-        public SharedModel(ViRModel model, Device device)
+        public SharedModel(IVisionBackbone model, Device device)
         {
             Model = model;
             Device = device;
             // Engines' holds are released by the garbage collector: tell it what the weights weigh.
-            _bytes = Math.Max(1, model.Config.ParameterCount * sizeof(float));
+            _bytes = Math.Max(1, model.Architecture.ParameterCount * sizeof(float));
             GC.AddMemoryPressure(_bytes);
         }
 
         private readonly long _bytes;
 
-        private ViRModel? _bfloat16;
+        private IVisionBackbone? _bfloat16;
         private int _fallbackWarned;
 
-        public ViRModel Model { get; }
+        public IVisionBackbone Model { get; }
 
         public Device Device { get; }
 
@@ -288,7 +294,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             });
 
         /// <summary>The weights in <paramref name="precision"/>: the model, or its bfloat16 copy, made on first use.</summary>
-        public ViRModel For(ViRPrecision precision)
+        public IVisionBackbone For(ViRPrecision precision)
         {
             if (precision == ViRPrecision.Float32) return Model;
             lock (_gate)

@@ -19,8 +19,9 @@ public sealed partial class ViRImageClassificationTransformer
     internal const string LoaderSignature = "ViRImageClassifier";
     internal const string WeightsStreamName = "ViRWeights";
 
-    // The model entry, format 0x00010004, in order:
-    //   config       string: ViRConfig.ToJson(), its fields by name (a field the JSON lacks gets its default)
+    // The model entry, format 0x00010005, in order:
+    //   backbone     string: "ViR" or "RMT" (IVisionBackboneConfig.Backbone)
+    //   config       string: the backbone's config as JSON (ViRConfig or RmtConfig.ToJson), fields by name; a field the JSON lacks gets its default
     //   columns      strings: features, score, predicted label, embedding (or null)
     //   labels       int32 count (the config's NumClasses), then that many strings
     //   retention    int32 mode, int32 chunk size
@@ -30,11 +31,14 @@ public sealed partial class ViRImageClassificationTransformer
     // The ViRWeights entry beside it holds the weights in TorchSharp's format. Loading checks the fields, then reads the
     // weights once to check their size against the config and the checksum, and only then builds the model.
     // Earlier formats, still read: 0x00010001 stored the config as 13 positional numbers and no checksum;
-    // 0x00010002 added the patch stem after them; 0x00010003 stored the config as JSON, and a checksum of the weights alone.
-    internal const uint FormatVersion = 0x00010004;
+    // 0x00010002 added the patch stem after them; 0x00010003 stored the config as JSON, and a checksum of the weights alone;
+    // 0x00010004 had no backbone tag (every model was a ViR).
+    internal const uint FormatVersion = 0x00010005;
     private const uint OldestReadableVersion = 0x00010001;
     private const uint FirstVersionWithStem = 0x00010002;
     private const uint FirstVersionWithJson = 0x00010003;
+    private const uint FirstVersionWithEntryDigest = 0x00010004;
+    private const uint FirstVersionWithBackbone = 0x00010005;
 
     private static VersionInfo GetVersionInfo() => new(
         modelSignature: "VIRIMGCL",
@@ -51,7 +55,8 @@ public sealed partial class ViRImageClassificationTransformer
         ctx.CheckAtModel();
         ctx.SetVersionInfo(GetVersionInfo());
         var w = ctx.Writer;
-        ctx.SaveNonEmptyString(Config.ToJson());
+        ctx.SaveNonEmptyString(Architecture.Backbone);
+        ctx.SaveNonEmptyString(Architecture.ToJson());
         ctx.SaveNonEmptyString(Columns.Features);
         ctx.SaveNonEmptyString(Columns.Score);
         ctx.SaveNonEmptyString(Columns.PredictedLabel);
@@ -66,19 +71,20 @@ public sealed partial class ViRImageClassificationTransformer
         ctx.SaveBinaryStream(WeightsStreamName, writer =>
         {
             using var hashing = new CryptoStream(writer.BaseStream, sha256, CryptoStreamMode.Write, leaveOpen: true);
-            Model.save(new BinaryWriter(hashing));
+            Model.Module.save(new BinaryWriter(hashing));
             hashing.FlushFinalBlock();
         });
-        w.Write(EntryDigest(Config.ToJson(), Columns, LabelNames, Retention, BatchSize, RequestedPrecision, sha256.Hash!));
+        w.Write(EntryDigest(Architecture.Backbone, Architecture.ToJson(), Columns, LabelNames, Retention, BatchSize, RequestedPrecision, sha256.Hash!));
     }
 
     /// <summary>SHA-256 over the model entry's fields, in a fixed layout, and the weights' SHA-256.</summary>
-    private static byte[] EntryDigest(string config, ViRColumns columns, IReadOnlyList<string> labels, RetentionSettings retention, int batchSize,
+    private static byte[] EntryDigest(string? backbone, string config, ViRColumns columns, IReadOnlyList<string> labels, RetentionSettings retention, int batchSize,
         ViRPrecision precision, byte[] weightsHash)
     {
         using var buffer = new MemoryStream();
         using (var w = new BinaryWriter(buffer, System.Text.Encoding.UTF8, leaveOpen: true))
         {
+            if (backbone is not null) w.Write(backbone); // not in 0x00010004
             foreach (var text in new[] { config, columns.Features, columns.Score, columns.PredictedLabel }) w.Write(text);
             w.Write(columns.Embedding is not null);
             w.Write(columns.Embedding ?? "");
@@ -108,8 +114,15 @@ public sealed partial class ViRImageClassificationTransformer
         try
         {
             // Every size is checked before what it sizes is read or allocated.
+            var backbone = written >= FirstVersionWithBackbone ? ctx.LoadNonEmptyString() : null;
             var configJson = written >= FirstVersionWithJson ? ctx.LoadNonEmptyString() : null;
-            var config = configJson is not null ? ViRConfig.FromJson(configJson) : ReadPositionalConfig(r, written >= FirstVersionWithStem);
+            IVisionBackboneConfig config = (backbone ?? "ViR", configJson) switch
+            {
+                ("ViR", null) => ReadPositionalConfig(r, written >= FirstVersionWithStem),
+                ("ViR", var json) => ViRConfig.FromJson(json),
+                ("RMT", { } json) => RmtConfig.FromJson(json),
+                _ => throw new InvalidDataException($"This model.zip holds a '{backbone}' backbone, but this version of Microsoft.ML.Retention knows ViR and RMT."),
+            };
             var columns = new ViRColumns(ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadNonEmptyString(), ctx.LoadStringOrNull());
             int labelCount = r.ReadInt32();
             if (labelCount != config.NumClasses)
@@ -121,7 +134,7 @@ public sealed partial class ViRImageClassificationTransformer
             int batchSize = r.ReadInt32();
             if (batchSize < 1 || batchSize > ViRLimits.MaxBatchSize)
                 throw new InvalidDataException(
-                    $"The ViR model in this model.zip is damaged: its batch size is {batchSize}, but it must be from 1 to {ViRLimits.MaxBatchSize} (ViRLimits.MaxBatchSize).");
+                    $"The model in this model.zip is damaged: its batch size is {batchSize}, but it must be from 1 to {ViRLimits.MaxBatchSize} (ViRLimits.MaxBatchSize).");
             var precision = written >= FirstVersionWithJson ? (ViRPrecision)r.ReadInt32() : ViRPrecision.Float32;
             if (!Enum.IsDefined(precision)) throw new ArgumentOutOfRangeException(nameof(precision), precision, "Unknown precision.");
             byte[]? checksum = written >= FirstVersionWithJson ? r.ReadBytes(32) : null;
@@ -134,8 +147,8 @@ public sealed partial class ViRImageClassificationTransformer
                     $"but the '{WeightsStreamName}' entry holds {weightsBytes:N0}.");
             if (checksum is not null)
             {
-                byte[] expected = written >= FormatVersion
-                    ? EntryDigest(configJson!, columns, labelNames, retention, batchSize, precision, weightsHash)
+                byte[] expected = written >= FirstVersionWithEntryDigest
+                    ? EntryDigest(backbone, configJson!, columns, labelNames, retention, batchSize, precision, weightsHash)
                     : weightsHash; // 0x00010003: the weights alone
                 if (!expected.AsSpan().SequenceEqual(checksum))
                     throw new InvalidDataException(
@@ -145,7 +158,7 @@ public sealed partial class ViRImageClassificationTransformer
 
             var model = LoadWeights(ctx, config);
             var device = env is IHostEnvironmentInternal { GpuDeviceId: not null } && cuda.is_available() ? CUDA : CPU;
-            model.to(device);
+            model.Module.to(device);
             return new ViRImageClassificationTransformer(env, model, labelNames, columns, retention, precision, batchSize);
         }
         catch (ArgumentException e)
@@ -196,12 +209,12 @@ public sealed partial class ViRImageClassificationTransformer
         return (hash!, bytes);
     }
 
-    private static ViRModel LoadWeights(ModelLoadContext ctx, ViRConfig config)
+    private static IVisionBackbone LoadWeights(ModelLoadContext ctx, IVisionBackboneConfig config)
     {
-        var model = new ViRModel(config);
+        var model = config.Build();
         try
         {
-            ctx.TryLoadBinaryStream(WeightsStreamName, reader => model.load(reader, strict: true));
+            ctx.TryLoadBinaryStream(WeightsStreamName, reader => model.Module.load(reader, strict: true));
             return model;
         }
         catch (Exception e)

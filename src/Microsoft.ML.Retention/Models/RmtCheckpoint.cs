@@ -26,11 +26,17 @@ public static class RmtCheckpoint
 
     /// <summary>A model built from the config in the file's metadata, with its weights; all or nothing.</summary>
     /// <exception cref="InvalidDataException">The file has no usable config, or a tensor is missing, unexpected or of the wrong shape.</exception>
-    public static RmtModel Load(string path)
+    public static RmtModel Load(string path) => Load(path, out _);
+
+    /// <inheritdoc cref="Load(string)"/>
+    /// <param name="path">The safetensors file.</param>
+    /// <param name="labelNames">The class names in the metadata, or null when it has none.</param>
+    public static RmtModel Load(string path, out IReadOnlyList<string>? labelNames)
     {
         var (tensors, metadata) = SafeTensors.Read(path);
         try
         {
+            labelNames = ViRCheckpoint.Labels(metadata, path);
             return Built(CheckpointChecks.Config(metadata, tensors, path, RmtConfig.FromJson, c => c.ParameterCount, ""), tensors, path);
         }
         finally
@@ -54,6 +60,48 @@ public static class RmtCheckpoint
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
+        var tensors = ReadPyTorch(path, movingAverage);
+        try
+        {
+            long values = tensors.Values.Sum(t => t.NumberOfElements);
+            if (values < config.ParameterCount)
+                throw new InvalidDataException($"'{path}' holds {values:N0} values, but {nameof(config)} needs {config.ParameterCount:N0} parameters: it is another model.");
+            return Built(config, tensors, path);
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Overwrites <paramref name="model"/>'s weights from a <c>.pth</c> (as <see cref="LoadPyTorch"/> reads it) or a
+    /// safetensors file; a head of another class count is left as it is (returns true then). All or nothing.
+    /// </summary>
+    internal static bool LoadInto(RmtModel model, string path, bool movingAverage)
+    {
+        var tensors = IsPyTorchZip(path) ? ReadPyTorch(path, movingAverage) : SafeTensors.Read(path).Tensors;
+        try
+        {
+            return Assign(model, tensors, path, replaceHeadOfOtherClassCount: true);
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+    }
+
+    // torch.save has written zip archives since PyTorch 1.6; safetensors files start with their header's length.
+    private static bool IsPyTorchZip(string path)
+    {
+        using var file = File.OpenRead(path);
+        Span<byte> magic = stackalloc byte[4];
+        return file.Read(magic) == 4 && magic.SequenceEqual("PK\u0003\u0004"u8);
+    }
+
+    /// <summary>The state_dict of a .pth file: the tensors under <c>model</c> or <c>model_ema</c>, or the file itself; the rest is freed.</summary>
+    private static Dictionary<string, Tensor> ReadPyTorch(string path, bool movingAverage)
+    {
         Hashtable file;
         try
         {
@@ -78,14 +126,14 @@ public static class RmtCheckpoint
                     throw new InvalidDataException($"'{path}': the state_dict entry '{entry.Key}' is {Describe(entry.Value)}, not a tensor; nothing was loaded.");
                 tensors[entry.Key.ToString()!] = tensor;
             }
-            long values = tensors.Values.Sum(t => t.NumberOfElements);
-            if (values < config.ParameterCount)
-                throw new InvalidDataException($"'{path}' holds {values:N0} values, but {nameof(config)} needs {config.ParameterCount:N0} parameters: it is another model.");
-            return Built(config, tensors, path);
+            var kept = new HashSet<object>(tensors.Values, ReferenceEqualityComparer.Instance);
+            foreach (var value in file.Values) DisposeTensors(value, kept);
+            return tensors;
         }
-        finally
+        catch
         {
-            foreach (var value in file.Values) DisposeTensors(value);
+            foreach (var value in file.Values) DisposeTensors(value, new HashSet<object>());
+            throw;
         }
     }
 
@@ -97,11 +145,11 @@ public static class RmtCheckpoint
         _ => $"a {value.GetType().Name}",
     };
 
-    private static void DisposeTensors(object? value)
+    private static void DisposeTensors(object? value, ISet<object> kept)
     {
-        if (value is Tensor tensor) tensor.Dispose();
-        else if (value is IDictionary dictionary) foreach (var item in dictionary.Values) DisposeTensors(item);
-        else if (value is IList list) foreach (var item in list) DisposeTensors(item);
+        if (value is Tensor tensor && !kept.Contains(tensor)) tensor.Dispose();
+        else if (value is IDictionary dictionary) foreach (var item in dictionary.Values) DisposeTensors(item, kept);
+        else if (value is IList list) foreach (var item in list) DisposeTensors(item, kept);
     }
 
     /// <summary>A model of <paramref name="config"/> with the tensors' values, or nothing (the model is disposed) if they don't fit.</summary>
@@ -120,13 +168,23 @@ public static class RmtCheckpoint
         }
     }
 
-    /// <summary>Copies every tensor after checking that the names and shapes are exactly the model's.</summary>
-    private static void Assign(RmtModel model, Dictionary<string, Tensor> tensors, string path)
+    /// <summary>Copies every tensor after checking that the names and shapes are exactly the model's; returns whether the head was left out.</summary>
+    private static bool Assign(RmtModel model, Dictionary<string, Tensor> tensors, string path, bool replaceHeadOfOtherClassCount = false)
     {
         var targets = model.state_dict();
-        if (CheckpointChecks.Mismatch(targets.ToDictionary(t => t.Key, t => t.Value.shape), tensors) is { } mismatch)
-            throw new InvalidDataException($"'{path}' does not fit an RMT of its config; nothing was loaded. {mismatch}");
+        var source = new Dictionary<string, Tensor>(tensors);
+        bool headReplaced = replaceHeadOfOtherClassCount && source.TryGetValue("head.weight", out var head) && targets.TryGetValue("head.weight", out var own)
+            && head.dim() == 2 && head.shape[1] == model.Config.Projection && head.shape[0] != own.shape[0];
+        if (headReplaced)
+            foreach (var name in new[] { "head.weight", "head.bias" })
+            {
+                source.Remove(name);
+                targets.Remove(name);
+            }
+        if (CheckpointChecks.Mismatch(targets.ToDictionary(t => t.Key, t => t.Value.shape), source) is { } mismatch)
+            throw new InvalidDataException($"'{path}' does not fit an RMT of this config; nothing was loaded. {mismatch}");
         using var noGrad = no_grad();
-        foreach (var (name, target) in targets) target.copy_(tensors[name]);
+        foreach (var (name, target) in targets) target.copy_(source[name]);
+        return headReplaced;
     }
 }

@@ -9,7 +9,7 @@ namespace Microsoft.ML.Retention.Models;
 /// parameter counts: <see cref="Tiny"/> (RMT_T3), <see cref="Small"/> (RMT_S), <see cref="Base"/> (RMT_M2) and
 /// <see cref="Large"/> (RMT_L6); <see cref="Mini"/> trains on 28×28 grayscale images in minutes on a CPU.
 /// </summary>
-public sealed record RmtConfig
+public sealed record RmtConfig : IVisionBackboneConfig
 {
     /// <summary>Input height the model is trained at (any size whose grid survives the stem and three merges works).</summary>
     public int ImageHeight { get; init; } = 224;
@@ -192,6 +192,14 @@ public sealed record RmtConfig
 
     /// <inheritdoc/>
     public override int GetHashCode() => HashCode.Combine(ImageHeight, ImageWidth, Channels, Stages.Count, Stages[0], Projection, NumClasses);
+
+    string IVisionBackboneConfig.Backbone => "RMT";
+
+    int IVisionBackboneConfig.EmbeddingDim => Projection;
+
+    IVisionBackboneConfig IVisionBackboneConfig.With(int numClasses, int channels) => this with { NumClasses = numClasses, Channels = channels };
+
+    IVisionBackbone IVisionBackboneConfig.Build() => new RmtModel(this);
 
     private static void Require(bool ok, string field, string expected, object actual)
     {

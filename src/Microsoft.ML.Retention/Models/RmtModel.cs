@@ -1,4 +1,5 @@
 using Microsoft.ML.Retention.Native;
+using Microsoft.ML.Retention.RetentionMath;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ namespace Microsoft.ML.Retention.Models;
 /// state_dict names, so the published checkpoints' weights load as they are. Any image size whose grid survives the
 /// stem and the merges works; masks and rotations are built per grid and cached.
 /// </summary>
-public sealed class RmtModel : Module<Tensor, Tensor>
+public sealed class RmtModel : Module<Tensor, Tensor>, IVisionBackbone
 {
     private readonly RmtPatchEmbed patch_embed;
     private readonly ModuleList<RmtLayer> layers;
@@ -68,6 +69,30 @@ public sealed class RmtModel : Module<Tensor, Tensor>
         var projected = norm.forward(proj.forward(x).permute(0, 3, 1, 2)).flatten(2, 3); // [B, P, h·w]
         return nn.functional.silu(projected).mean(new long[] { 2 }).MoveToOuterDisposeScope();
     }
+
+    /// <summary>Class logits [B, NumClasses] from pooled features [B, Projection] (the head alone).</summary>
+    public Tensor Classify(Tensor embedding) => head.forward(embedding);
+
+    /// <summary>The parameters AdamW does not decay: those of one dimension (biases, norms), as the official recipe (timm's).</summary>
+    public IReadOnlySet<string> NoWeightDecay() =>
+        named_parameters().Where(p => p.parameter.dim() <= 1).Select(p => p.name).ToHashSet();
+
+    /// <summary>A bfloat16 copy of these weights (<see cref="Parameters.BFloat16Copy"/>).</summary>
+    internal RmtModel BFloat16Copy() => Parameters.BFloat16Copy(this, () => new RmtModel(Config));
+
+    IVisionBackboneConfig IVisionBackbone.Architecture => Config;
+
+    nn.Module IVisionBackbone.Module => this;
+
+    Tensor IVisionBackbone.forward(Tensor images, RetentionSettings retention) => forward(images);
+
+    Tensor IVisionBackbone.Embed(Tensor images, RetentionSettings retention) => Embed(images);
+
+    IVisionBackbone IVisionBackbone.BFloat16Copy() => BFloat16Copy();
+
+    bool IVisionBackbone.LoadInitialWeights(string path, bool movingAverage) => RmtCheckpoint.LoadInto(this, path, movingAverage);
+
+    void IVisionBackbone.SaveWeights(string path, IReadOnlyList<string>? labelNames) => RmtCheckpoint.Save(this, path, labelNames);
 
     /// <summary>
     /// Multiply-add FLOPs (2 per multiply-add, as <see cref="VisionTransformerBase.ForwardFlopsPerImage"/> counts) of one

@@ -29,6 +29,29 @@ internal static class Parameters
             if (linear.bias is not null) nn.init.zeros_(linear.bias);
         }
     }
+
+    /// <summary>
+    /// A bfloat16 copy of <paramref name="model"/> (made by <paramref name="create"/>) on its device, for scoring and
+    /// mixed-precision training. Norm layers stay float32 (libtorch takes bfloat16 inputs with float32 norm weights), so
+    /// their weights and statistics keep full precision. Building it leaves the global random generator as it was.
+    /// </summary>
+    public static T BFloat16Copy<T>(T model, Func<T> create) where T : Module
+    {
+        var device = model.parameters().First().device;
+        T copy;
+        using (var rng = Generator.Default.get_state())
+        {
+            copy = create(); // its random initialisation is overwritten below
+            Generator.Default.set_state(rng);
+        }
+        copy.to(device);
+        copy.to(ScalarType.BFloat16);
+        foreach (var (_, module) in copy.named_modules())
+            if (module is TorchSharp.Modules.BatchNorm2d or TorchSharp.Modules.LayerNorm) module.to(ScalarType.Float32);
+        copy.load_state_dict(model.state_dict()); // after the casts, so float32 norms get their values unrounded
+        copy.train(model.training);
+        return copy;
+    }
 }
 
 /// <summary>

@@ -110,7 +110,7 @@ public static class ViRCheckpoint
         }
     }
 
-    private static IReadOnlyList<string>? Labels(Dictionary<string, string> metadata, string path)
+    internal static IReadOnlyList<string>? Labels(Dictionary<string, string> metadata, string path)
     {
         if (!metadata.TryGetValue(LabelsKey, out var json)) return null;
         try

@@ -11,7 +11,7 @@ namespace Microsoft.ML.Retention.Models;
 /// all with 16×16 patches, plus <see cref="Mini"/>, which trains in minutes on 28×28 images on a CPU. Change single
 /// fields with <c>with</c>: <c>ViRConfig.Mini with { Dim = 128 }</c>.
 /// </summary>
-public sealed record ViRConfig
+public sealed record ViRConfig : IVisionBackboneConfig
 {
     /// <summary>Input height in pixels the position embedding is laid out for.</summary>
     public int ImageHeight { get; init; } = 224;
@@ -168,6 +168,14 @@ public sealed record ViRConfig
         Require(Preprocessing is not null, nameof(Preprocessing), "an ImagePreprocessing", "null");
         Preprocessing!.Validate(Channels);
     }
+
+    string IVisionBackboneConfig.Backbone => "ViR";
+
+    int IVisionBackboneConfig.EmbeddingDim => Dim;
+
+    IVisionBackboneConfig IVisionBackboneConfig.With(int numClasses, int channels) => this with { NumClasses = numClasses, Channels = channels };
+
+    IVisionBackbone IVisionBackboneConfig.Build() => new ViRModel(this);
 
     private static void Require(bool ok, string field, string expected, object actual)
     {

@@ -11,7 +11,7 @@ namespace Microsoft.ML.Retention.Models;
 /// retention form gives the same outputs; choose one per call with <see cref="RetentionSettings"/>, so one model can
 /// serve several threads in different forms.
 /// </summary>
-public sealed class ViRModel : VisionTransformerBase
+public sealed class ViRModel : VisionTransformerBase, IVisionBackbone
 {
     /// <summary>Creates a randomly initialised ViR (seed it with <c>torch.manual_seed</c>).</summary>
     public ViRModel(ViRConfig config)
@@ -25,26 +25,16 @@ public sealed class ViRModel : VisionTransformerBase
     /// <summary>The [class] representation [B, Dim], with retention computed as <paramref name="retention"/> says.</summary>
     public Tensor Embed(Tensor images, RetentionSettings retention) => EmbedCore(images, retention);
 
-    /// <summary>
-    /// A bfloat16 copy of these weights on the same device, for scoring and for mixed-precision training. Norm layers
-    /// stay float32 (libtorch takes bfloat16 inputs with float32 norm weights), so their statistics keep full precision.
-    /// Building it leaves the global random generator as it was.
-    /// </summary>
-    internal ViRModel BFloat16Copy()
-    {
-        var device = parameters().First().device;
-        ViRModel copy;
-        using (var rng = Generator.Default.get_state())
-        {
-            copy = new ViRModel(Config); // its random initialisation is overwritten below
-            Generator.Default.set_state(rng);
-        }
-        copy.to(device);
-        copy.load_state_dict(state_dict());
-        copy.to(ScalarType.BFloat16);
-        foreach (var (_, module) in copy.named_modules())
-            if (module is BatchNorm2d or LayerNorm) module.to(ScalarType.Float32);
-        copy.train(training);
-        return copy;
-    }
+    /// <summary>A bfloat16 copy of these weights (<see cref="Parameters.BFloat16Copy"/>).</summary>
+    internal ViRModel BFloat16Copy() => Parameters.BFloat16Copy(this, () => new ViRModel(Config));
+
+    IVisionBackboneConfig IVisionBackbone.Architecture => Config;
+
+    nn.Module IVisionBackbone.Module => this;
+
+    IVisionBackbone IVisionBackbone.BFloat16Copy() => BFloat16Copy();
+
+    bool IVisionBackbone.LoadInitialWeights(string path, bool movingAverage) => ViRCheckpoint.LoadInto(this, path);
+
+    void IVisionBackbone.SaveWeights(string path, IReadOnlyList<string>? labelNames) => ViRCheckpoint.Save(this, path, labelNames);
 }

@@ -6,34 +6,34 @@ using static TorchSharp.torch;
 namespace Microsoft.ML.Retention.Training;
 
 /// <summary>
-/// Mixed-precision training: a bfloat16 copy of the model (<see cref="ViRModel.BFloat16Copy"/>) runs forward and
+/// Mixed-precision training: a bfloat16 copy of the model (<see cref="IVisionBackbone.BFloat16Copy"/>) runs forward and
 /// backward, while the fp32 model keeps the master weights that AdamW updates. Norm layers stay fp32 in the copy, so
 /// BatchNorm's running statistics accumulate in fp32.
 /// </summary>
 internal sealed class BFloat16Replica : IDisposable
 {
-    private readonly ViRModel _master;
+    private readonly IVisionBackbone _master;
     private readonly (Parameter Master, Parameter Copy)[] _parameters;
     private readonly (Tensor Master, Tensor Copy)[] _buffers;
 
-    public BFloat16Replica(ViRModel master)
+    public BFloat16Replica(IVisionBackbone master)
     {
         _master = master;
         Model = master.BFloat16Copy();
 
-        var copyParameters = Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        _parameters = master.named_parameters().Select(p => (p.parameter, copyParameters[p.name])).ToArray();
-        var copyBuffers = Model.named_buffers().ToDictionary(b => b.name, b => b.buffer);
-        _buffers = master.named_buffers().Select(b => (b.buffer, copyBuffers[b.name])).ToArray();
+        var copyParameters = Model.Module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        _parameters = master.Module.named_parameters().Select(p => (p.parameter, copyParameters[p.name])).ToArray();
+        var copyBuffers = Model.Module.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        _buffers = master.Module.named_buffers().Select(b => (b.buffer, copyBuffers[b.name])).ToArray();
     }
 
     /// <summary>The bfloat16 copy to run forward and backward on.</summary>
-    public ViRModel Model { get; }
+    public IVisionBackbone Model { get; }
 
     /// <summary>Copies the master weights into the copy and clears its gradients (before each forward).</summary>
     public void PullWeights()
     {
-        Model.zero_grad();
+        Model.Module.zero_grad();
         using var noGrad = no_grad();
         foreach (var (master, copy) in _parameters) copy.copy_(master);
     }

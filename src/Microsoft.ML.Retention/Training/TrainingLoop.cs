@@ -12,12 +12,12 @@ namespace Microsoft.ML.Retention.Training;
 /// </summary>
 internal sealed class TrainingLoop
 {
-    private readonly ViRModel _model;
+    private readonly IVisionBackbone _model;
     private readonly TrainingSettings _settings;
     private readonly Device _device;
     private readonly ITrainingObserver _observer;
 
-    public TrainingLoop(ViRModel model, TrainingSettings settings, Device device, ITrainingObserver observer)
+    public TrainingLoop(IVisionBackbone model, TrainingSettings settings, Device device, ITrainingObserver observer)
     {
         _model = model;
         _settings = settings;
@@ -43,7 +43,7 @@ internal sealed class TrainingLoop
         {
             for (int epoch = 1; epoch <= _settings.MaxEpoch; epoch++)
             {
-                network.train();
+                network.Module.train();
                 var watch = System.Diagnostics.Stopwatch.StartNew();
                 double lossSum = 0, lr = 0;
                 long correct = 0, seen = 0, stepInEpoch = 0;
@@ -72,7 +72,7 @@ internal sealed class TrainingLoop
                         optimizer.zero_grad();
                         loss.backward();
                         replica?.PushGradients();
-                        if (_settings.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.parameters(), _settings.GradientClipNorm);
+                        if (_settings.GradientClipNorm > 0) nn.utils.clip_grad_norm_(_model.Module.parameters(), _settings.GradientClipNorm);
                         optimizer.step();
 
                         long batch = labels.shape[0];
@@ -118,7 +118,7 @@ internal sealed class TrainingLoop
         finally
         {
             DisposeAll(best.Weights);
-            _model.eval();
+            _model.Module.eval();
         }
         return history;
     }
@@ -129,7 +129,7 @@ internal sealed class TrainingLoop
     /// </summary>
     private void CheckFinite(IBatchSource train, long steps, int epochs)
     {
-        _model.eval();
+        _model.Module.eval();
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var (images, labels) = train.Batches(_settings.BatchSize, shuffle: null).First();
@@ -145,7 +145,7 @@ internal sealed class TrainingLoop
     /// <summary>Mean loss and accuracy over every image of <paramref name="source"/> (no label smoothing).</summary>
     internal (double? Loss, double? Accuracy) Evaluate(IBatchSource source)
     {
-        _model.eval();
+        _model.Module.eval();
         using var noGrad = no_grad();
         double lossSum = 0;
         long correct = 0, seen = 0;
@@ -171,7 +171,7 @@ internal sealed class TrainingLoop
         var noDecay = _model.NoWeightDecay();
         var decayed = new List<Parameter>();
         var notDecayed = new List<Parameter>();
-        foreach (var (name, parameter) in _model.named_parameters())
+        foreach (var (name, parameter) in _model.Module.named_parameters())
             (noDecay.Contains(name) ? notDecayed : decayed).Add(parameter);
         var groups = new[]
         {
@@ -184,13 +184,13 @@ internal sealed class TrainingLoop
     private Dictionary<string, Tensor> CopyWeights()
     {
         using var noGrad = no_grad();
-        return _model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
+        return _model.Module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone().DetachFromDisposeScope());
     }
 
     private void RestoreWeights(Dictionary<string, Tensor> weights)
     {
         using var noGrad = no_grad();
-        foreach (var (name, current) in _model.state_dict()) current.copy_(weights[name]);
+        foreach (var (name, current) in _model.Module.state_dict()) current.copy_(weights[name]);
     }
 
     private static void DisposeAll(Dictionary<string, Tensor>? weights)

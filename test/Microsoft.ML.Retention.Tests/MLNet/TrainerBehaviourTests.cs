@@ -9,7 +9,7 @@ namespace Microsoft.ML.Retention.Tests;
 public sealed class TrainerBehaviourTests
 {
     private static float[] Weights(ViRImageClassificationTransformer model) =>
-        model.Model.parameters().SelectMany(p => p.detach().cpu().data<float>().ToArray()).ToArray();
+        model.Model.Module.parameters().SelectMany(p => p.detach().cpu().data<float>().ToArray()).ToArray();
 
     [TestMethod]
     public void FixedSeedWithoutAugmentationGivesBitIdenticalWeights()
@@ -101,7 +101,7 @@ public sealed class TrainerBehaviourTests
         try
         {
             ml.Model.Save(model, data.Schema, path);
-            long parameterBytes = model.Model.parameters().Sum(p => p.NumberOfElements * 4);
+            long parameterBytes = model.Model.Module.parameters().Sum(p => p.NumberOfElements * 4);
             using (var zip = ZipFile.OpenRead(path))
             {
                 var weights = zip.Entries.Single(e => e.Name == "ViRWeights");

@@ -269,7 +269,7 @@ public sealed class UntrustedInputTests
         using var trained = TinyFit.Fit(ml, data);
         // A file as a writer with another idea of the batch size would make it: the checksum is valid, the value is not.
         var weights = new ViRModel(trained.Config);
-        weights.load_state_dict(trained.Model.state_dict());
+        weights.load_state_dict(trained.Model.Module.state_dict());
         using var odd = new ViRImageClassificationTransformer(ml, weights, trained.LabelNames, trained.Columns, trained.Retention, ViRPrecision.Float32, batchSize);
         string path = TempPath(".zip");
         try

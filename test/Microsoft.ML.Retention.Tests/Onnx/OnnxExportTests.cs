@@ -120,7 +120,7 @@ public sealed class OnnxExportTests
         try
         {
             model.ExportToOnnx(fromTransformer);
-            ViROnnxExport.Export(model.Model, fromExporter, model.LabelNames);
+            ViROnnxExport.Export((ViRModel)model.Model, fromExporter, model.LabelNames);
             using var session = new InferenceSession(fromExporter);
             StringAssert.StartsWith(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey], ViROnnxExport.DefaultMode.ToString());
             CollectionAssert.AreEqual(File.ReadAllBytes(fromTransformer), File.ReadAllBytes(fromExporter));

@@ -59,7 +59,7 @@ public sealed class MixedPrecisionTests
         double Accuracy(ViRPrecision precision)
         {
             using var model = TinyFit.Fit(ml, train, o => { o.Architecture = ViRConfig.Mini with { Depth = 2 }; o.MaxEpoch = 4; o.TrainingPrecision = precision; });
-            foreach (var (name, parameter) in model.Model.named_parameters())
+            foreach (var (name, parameter) in model.Model.Module.named_parameters())
                 Assert.AreEqual(ScalarType.Float32, parameter.dtype, $"{precision}: {name} of the fitted model");
             return ml.MulticlassClassification.Evaluate(model.Transform(test)).MicroAccuracy;
         }
