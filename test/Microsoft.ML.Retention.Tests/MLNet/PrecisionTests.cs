@@ -63,17 +63,58 @@ public sealed class PrecisionTests
         foreach (var mode in new[] { RetentionMode.Parallel, RetentionMode.Chunkwise, RetentionMode.Recurrent })
         {
             using var bfloat16 = model.WithPrecision(ViRPrecision.BFloat16).WithRetentionMode(mode, chunkSize: 16);
-            var scores = bfloat16.Transform(test).GetColumn<float[]>("Score").ToArray();
-            double maxDiff = float32.Zip(scores).Max(p => p.First.Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
-            int agree = float32.Zip(scores).Count(p => ArgMax(p.First) == ArgMax(p.Second));
-            // When no probability moves by more than δ, the argmax can only change where float32's top two are within 2δ.
-            var decisive = Enumerable.Range(0, scores.Length).Where(i => Margin(float32[i]) > 2 * maxDiff).ToList();
-            Console.WriteLine($"bfloat16 {mode}: max |Δprobability| {maxDiff:G3}, argmax agreement {agree}/{scores.Length}, {decisive.Count} with a margin above 2·{maxDiff:G3}");
-            Assert.IsTrue(scores.All(s => Math.Abs(s.Sum() - 1) < 1e-3), "probabilities sum to 1");
-            // Measured: about 5e-4. This briefly trained model leaves a few predictions within 1e-3 of a tie; those may flip.
-            Assert.IsTrue(maxDiff < 5e-3, $"{mode}: probabilities moved by {maxDiff:G3}");
-            foreach (int i in decisive) Assert.AreEqual(ArgMax(float32[i]), ArgMax(scores[i]), $"{mode}, image {i}: a prediction with margin {Margin(float32[i]):G3} changed");
-            Assert.IsTrue(decisive.Count >= scores.Length * 9 / 10, $"{mode}: only {decisive.Count} of {scores.Length} predictions are clear of ties");
+            AssertCloseToFloat32(float32, bfloat16.Transform(test).GetColumn<float[]>("Score").ToArray(), $"ViR {mode}");
+        }
+    }
+
+    /// <summary>bfloat16 scores against float32's on the same weights: small moves, and no decisive prediction changed.</summary>
+    private static void AssertCloseToFloat32(float[][] float32, float[][] scores, string what)
+    {
+        double maxDiff = float32.Zip(scores).Max(p => p.First.Zip(p.Second).Max(x => Math.Abs(x.First - x.Second)));
+        int agree = float32.Zip(scores).Count(p => ArgMax(p.First) == ArgMax(p.Second));
+        // When no probability moves by more than δ, the argmax can only change where float32's top two are within 2δ.
+        var decisive = Enumerable.Range(0, scores.Length).Where(i => Margin(float32[i]) > 2 * maxDiff).ToList();
+        Console.WriteLine($"bfloat16 {what}: max |Δprobability| {maxDiff:G3}, argmax agreement {agree}/{scores.Length}, {decisive.Count} with a margin above 2·{maxDiff:G3}");
+        Assert.IsTrue(scores.All(s => Math.Abs(s.Sum() - 1) < 1e-3), "probabilities sum to 1");
+        // Measured: about 5e-4. This briefly trained model leaves a few predictions within 1e-3 of a tie; those may flip.
+        Assert.IsTrue(maxDiff < 5e-3, $"{what}: probabilities moved by {maxDiff:G3}");
+        foreach (int i in decisive) Assert.AreEqual(ArgMax(float32[i]), ArgMax(scores[i]), $"{what}, image {i}: a prediction with margin {Margin(float32[i]):G3} changed");
+        Assert.IsTrue(decisive.Count >= scores.Length * 9 / 10, $"{what}: only {decisive.Count} of {scores.Length} predictions are clear of ties");
+    }
+
+    [TestMethod]
+    public void AnRmtTrainsAndScoresInBFloat16()
+    {
+        var ml = new MLContext(seed: 1);
+        var data = TinyFit.Images(ml);
+        var test = FashionMnist.Preprocess(ml).Fit(FashionMnist.Load(ml, "train", 4)).Transform(FashionMnist.Load(ml, "test", 10));
+        var options = RmtTrainerTests.Options();
+        options.MaxEpoch = 3;
+        options.TrainingPrecision = ViRPrecision.BFloat16;
+        using var model = ml.MulticlassClassification.Trainers.Rmt(options).Fit(data);
+        foreach (var (name, parameter) in model.Model.Module.named_parameters())
+            Assert.AreEqual(ScalarType.Float32, parameter.dtype, $"{name}: the master weights stay float32");
+        var float32 = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+        Assert.IsTrue(float32.All(s => s.All(float.IsFinite)), "mixed-precision training left finite weights");
+
+        using var bfloat16 = model.WithPrecision(ViRPrecision.BFloat16);
+        Assert.AreEqual(EffectiveBFloat16, bfloat16.Precision, $"bfloat16 on this CPU: {BFloat16Support.On(CPU)}");
+        var scores = bfloat16.Transform(test).GetColumn<float[]>("Score").ToArray();
+        if (bfloat16.Precision == ViRPrecision.Float32)
+            CollectionAssert.AreEqual(float32.SelectMany(x => x).ToArray(), scores.SelectMany(x => x).ToArray(), "the fallback scores with the float32 weights");
+        else
+        {
+            var copy = (RmtModel)bfloat16.Model.BFloat16Copy();
+            try
+            {
+                foreach (var (name, module) in copy.named_modules().Where(m => m.module is BatchNorm2d or LayerNorm))
+                    Assert.AreEqual(ScalarType.Float32, module.parameters().First().dtype, $"{name}: norms stay float32 in the bfloat16 copy");
+            }
+            finally
+            {
+                copy.Dispose();
+            }
+            AssertCloseToFloat32(float32, scores, "RMT");
         }
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.ML;
 using Microsoft.ML.Retention.Models;
 
 namespace Microsoft.ML.Retention.Tests;
@@ -181,6 +182,8 @@ public sealed class RmtTwinTests
                 }
             }
 
+            InitialWeightsTakeTheMovingAverageOfATrainingCheckpointWithANewHead(Path.Combine(work, "training.pth"));
+
             var hostile = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.LoadPyTorch(Path.Combine(work, "hostile.pth"), Config));
             Console.WriteLine(hostile.Message);
             StringAssert.Contains(hostile.Message, "hostile.pth");
@@ -189,10 +192,45 @@ public sealed class RmtTwinTests
             StringAssert.Contains(wrongModel.Message, "nothing was loaded");
             var notPyTorch = Assert.ThrowsExactly<InvalidDataException>(() => RmtCheckpoint.LoadPyTorch(Path.Combine(work, "inputs.safetensors"), Config));
             StringAssert.Contains(notPyTorch.Message, "is not a PyTorch checkpoint");
+            var hostileStart = Assert.ThrowsExactly<InvalidDataException>(() => Fit(Path.Combine(work, "hostile.pth"), new List<string>()));
+            StringAssert.Contains(hostileStart.Message, "hostile.pth");
+            Assert.IsFalse(File.Exists(Path.Combine(work, "executed.txt")), "the pickle's command ran through InitialWeights");
         }
         finally
         {
             Directory.Delete(work, recursive: true);
         }
+    }
+
+    /// <summary>Fits the twin's config on five Fashion-MNIST classes from <paramref name="initialWeights"/>' model_ema, with a step too small to move a weight.</summary>
+    private static ViRImageClassificationTransformer Fit(string initialWeights, List<string> log)
+    {
+        var ml = new MLContext(seed: 1);
+        ml.Log += (_, e) => { lock (log) log.Add(e.Message); };
+        var classes = FashionMnist.Rows("train", 1).Select(r => r.Label).Take(5).ToHashSet();
+        var rows = ml.Data.LoadFromEnumerable(FashionMnist.Interleaved(FashionMnist.Rows("train", 2).Where(r => classes.Contains(r.Label)).ToList()));
+        var data = FashionMnist.Preprocess(ml).Fit(rows).Transform(rows);
+        var options = RmtTrainerTests.Options();
+        options.Architecture = Config;
+        options.InitialWeights = initialWeights;
+        options.InitialWeightsMovingAverage = true;
+        options.LearningRate = 1e-30;
+        options.WeightDecay = 0;
+        return ml.MulticlassClassification.Trainers.Rmt(options).Fit(data);
+    }
+
+    private static void InitialWeightsTakeTheMovingAverageOfATrainingCheckpointWithANewHead(string path)
+    {
+        var log = new List<string>();
+        using var fitted = Fit(path, log);
+        Assert.IsTrue(log.Any(m => m.Contains($"Starting from the weights in '{path}', with a new head for 5 classes.")), string.Join("\n", log));
+        using var ema = RmtCheckpoint.LoadPyTorch(path, Config, movingAverage: true);
+        var expected = ema.named_parameters().ToDictionary(p => p.name, p => p.parameter.data<float>().ToArray());
+        foreach (var (name, parameter) in fitted.Model.Module.named_parameters().Where(p => !p.name.StartsWith("head.", StringComparison.Ordinal)))
+        {
+            double moved = expected[name].Zip(parameter.data<float>().ToArray()).Max(p => Math.Abs(p.First - p.Second));
+            Assert.IsTrue(moved < 1e-20, $"{name} differs from model_ema by {moved:G3}");
+        }
+        Assert.AreEqual(5, fitted.LabelNames.Count);
     }
 }
