@@ -94,7 +94,10 @@ public static class TrainCommand
 
         string modelPath = Path.Combine(settings.Output, "model.zip");
         ml.Model.Save(model, loadBytes.Transform(trainFiles).Schema, modelPath);
-        console.MarkupLineInterpolated($"Saved [blue]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024} KiB).");
+        // The weights alone, for --initial-weights of another run (and for PyTorch: python/vir reads them).
+        string weightsPath = Path.Combine(settings.Output, "weights.safetensors");
+        ViRIn(model)!.SaveWeights(weightsPath);
+        console.MarkupLineInterpolated($"Saved [blue]{modelPath}[/] ({new FileInfo(modelPath).Length / 1024} KiB) and [blue]{weightsPath}[/].");
 
         WritePlots(console, settings.Output, epochs, classNames, metrics.ConfusionMatrix);
         PredictCommand.ShowPredictions(console, ml, model, dataset.Evaluation.Take(3).Select(f => f.ImagePath));

@@ -155,7 +155,8 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// (<see cref="Onnx.ViROnnxExport"/>): by default input <c>pixels</c>, <c>height</c> and <c>width</c>, one image at any
     /// size preprocessed in the graph as this transformer does (<see cref="Onnx.OnnxImageInput"/>); output
     /// <c>probabilities</c> [batch, classes]; the class names and the preprocessing in the metadata. Recurrent retention
-    /// is not exported; Parallel and Chunkwise give its scores.
+    /// is not exported; Parallel and Chunkwise give its scores. An RMT has one form (<see cref="Onnx.RmtOnnxExport"/>):
+    /// <paramref name="mode"/> and <paramref name="chunkSize"/> don't apply to it.
     /// </summary>
     /// <param name="path">The .onnx file to write.</param>
     /// <param name="mode">Parallel or Chunkwise.</param>
@@ -170,9 +171,8 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         ThrowIfDisposed();
         var retention = new RetentionSettings(mode, chunkSize);
         using var use = _shared.Use() ?? throw DisposedError();
-        var vir = Model as ViRModel ?? throw new NotSupportedException(
-            $"ONNX export is built for ViR models; this one is an {Architecture.Backbone}. Save it as model.zip or with SaveWeights.");
-        Onnx.ViROnnxExport.Export(vir, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
+        if (Model is RmtModel rmt) Onnx.RmtOnnxExport.Export(rmt, path, LabelNames, imageSize, includeEmbedding, opset, input);
+        else Onnx.ViROnnxExport.Export((ViRModel)Model, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
     }
 
     /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>

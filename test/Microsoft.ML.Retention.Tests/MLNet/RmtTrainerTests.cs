@@ -85,7 +85,7 @@ public sealed class RmtTrainerTests
     }
 
     [TestMethod]
-    public void AnRmtSavedAsSafetensorsLoadsBackAndOnnxExportSaysItIsNotBuilt()
+    public void AnRmtSavedAsSafetensorsLoadsBack()
     {
         var ml = new MLContext(seed: 1);
         var data = TinyFit.Images(ml, 2);
@@ -102,9 +102,7 @@ public sealed class RmtTrainerTests
 
             var wrongLoader = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.LoadViRWeights(path));
             StringAssert.Contains(wrongLoader.Message, path);
-            var onnx = Assert.ThrowsExactly<NotSupportedException>(() => rmt.ExportToOnnx(Path.ChangeExtension(path, ".onnx")));
-            StringAssert.Contains(onnx.Message, "RMT");
-            Assert.IsFalse(File.Exists(Path.ChangeExtension(path, ".onnx")));
+
         }
         finally
         {

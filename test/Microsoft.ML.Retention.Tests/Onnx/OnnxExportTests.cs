@@ -33,6 +33,47 @@ public sealed class OnnxExportTests
     }
 
     [TestMethod]
+    [DataRow(224)]
+    [DataRow(160)]
+    public void OnnxRuntimeScoresAnRmtAsTheModelDoes(int size)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(1);
+        // RMT-T with layer scale in stage 3 and BatchNorm statistics that are not the identity, so every part shows.
+        var config = RmtConfig.Tiny with { NumClasses = 10, Stages = RmtConfig.Tiny.Stages.Select((s, i) => i == 2 ? s with { LayerScale = true } : s).ToArray(), LayerScaleInit = 0.5 };
+        using var model = new RmtModel(config);
+        using (var noGrad = no_grad())
+            foreach (var (name, buffer) in model.named_buffers())
+                if (name.EndsWith("running_mean", StringComparison.Ordinal)) buffer.uniform_(-0.2, 0.2);
+                else if (name.EndsWith("running_var", StringComparison.Ordinal)) buffer.uniform_(0.5, 1.5);
+        model.eval();
+        string path = TempFile();
+        try
+        {
+            RmtOnnxExport.Export(model, path, Enumerable.Range(0, 10).Select(i => $"class {i}").ToArray(), imageSize: size, includeEmbedding: true,
+                input: OnnxImageInput.Images);
+            foreach (int batch in new[] { 1, 2 })
+            {
+                var images = RealImages(batch, 3, size);
+                using var noGrad = no_grad();
+                var expected = nn.functional.softmax(model.forward(images), 1);
+                var embedding = model.Embed(images);
+                double probabilities = (tensor(OnnxRuntime(path, images)).view(batch, 10) - expected).abs().max().ToDouble();
+                double embeddings = (tensor(OnnxRuntime(path, images, "embedding")).view(batch, -1) - embedding).abs().max().ToDouble() / embedding.abs().max().ToDouble();
+                Console.WriteLine($"RMT-T {size}², batch {batch}: max |Δprobability| {probabilities:G3}, embedding {embeddings:G3} of its largest value");
+                Assert.IsTrue(probabilities < 1e-4 && embeddings < 1e-4, $"{size}², batch {batch}: {probabilities:G3}, {embeddings:G3}");
+            }
+            using var session = new InferenceSession(path);
+            Assert.AreEqual("RMT", session.ModelMetadata.CustomMetadataMap[ViROnnxExport.BackboneKey]);
+            Assert.AreEqual(config, RmtConfig.FromJson(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.ConfigKey]));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
     [DataRow("Mini", 28, RetentionMode.Parallel)]
     [DataRow("Mini", 28, RetentionMode.Chunkwise)]
     [DataRow("Mini", 56, RetentionMode.Parallel)]

@@ -45,16 +45,23 @@ public sealed class PreprocessingContractTests
     }
 
     [TestMethod]
-    [DataRow(1)]
-    [DataRow(3)]
-    public void TheOnnxSampleScoresPhotosOfAnySizeAsTheLibrary(int channels)
+    [DataRow(1, "ViR")]
+    [DataRow(3, "ViR")]
+    [DataRow(1, "RMT")]
+    [DataRow(3, "RMT")]
+    public void TheOnnxSampleScoresPhotosOfAnySizeAsTheLibrary(int channels, string backbone)
     {
         string folder = Path.Combine(Path.GetTempPath(), $"vir-photos-{Guid.NewGuid():N}");
         try
         {
             var photos = MakePhotos(folder, gray: false).Concat(MakePhotos(folder, gray: true)).ToList();
             var ml = new MLContext(seed: 1);
-            using var trained = TinyFit.Fit(ml, TinyFit.Images(ml, 10), o => { o.Architecture = ViRConfig.Mini with { Depth = 2, Channels = channels }; o.MaxEpoch = 2; });
+            var training = TinyFit.Images(ml, 10);
+            var rmt = RmtTrainerTests.Options();
+            rmt.Architecture = RmtTrainerTests.Tiny with { Channels = channels };
+            rmt.MaxEpoch = 2;
+            using var trained = backbone == "RMT" ? ml.MulticlassClassification.Trainers.Rmt(rmt).Fit(training)
+                : TinyFit.Fit(ml, training, o => { o.Architecture = ViRConfig.Mini with { Depth = 2, Channels = channels }; o.MaxEpoch = 2; });
             var rows = ml.Data.LoadFromEnumerable(photos.Select(p => new FashionMnist.ImageRow { ImagePath = p }));
             var expected = trained.Transform(ml.Transforms.LoadImages("Image", null, "ImagePath").Fit(rows).Transform(rows))
                 .GetColumn<float[]>("Score").ToArray();
@@ -67,13 +74,13 @@ public sealed class PreprocessingContractTests
             {
                 var scores = classifier.Probabilities(photos[i]);
                 double difference = expected[i].Zip(scores).Max(p => Math.Abs(p.First - p.Second));
-                Console.WriteLine($"{channels} channel(s), {Path.GetFileName(photos[i])}: max |Δprobability| {difference:G3}");
+                Console.WriteLine($"{backbone}, {channels} channel(s), {Path.GetFileName(photos[i])}: max |Δprobability| {difference:G3}");
                 worst = Math.Max(worst, difference);
                 Assert.IsTrue(difference < 1e-4, $"{Path.GetFileName(photos[i])}: the ONNX path differs from the library by {difference:G3}");
             }
             // The photos are not all the same to the model, or the comparison above would prove little.
             Assert.IsTrue(expected.Select(e => e.Max()).Distinct().Count() > photos.Count / 2, "the model scores every photo alike");
-            Console.WriteLine($"{channels} channel(s): worst {worst:G3} over {photos.Count} photos");
+            Console.WriteLine($"{backbone}, {channels} channel(s): worst {worst:G3} over {photos.Count} photos");
         }
         finally
         {
