@@ -19,13 +19,13 @@ public sealed class TransferLearningTests
         return ml.Data.LoadFromEnumerable(FashionMnist.Interleaved(rows));
     }
 
-    private static double FineTune(MLContext ml, IDataView train, IDataView test, string? initialWeights)
+    private static double FineTune(MLContext ml, IDataView train, IDataView test, string? initialWeights, double learningRate = 1e-3)
     {
         var options = RmtTrainerTests.Options();
         options.Architecture = RmtTrainerTests.Tiny;
         options.InitialWeights = initialWeights;
         options.MaxEpoch = 15;
-        options.LearningRate = 1e-3;
+        options.LearningRate = learningRate;
         var preprocess = FashionMnist.Preprocess(ml).Fit(train);
         using var model = ml.MulticlassClassification.Trainers.Rmt(options).Fit(preprocess.Transform(train));
         return ml.MulticlassClassification.Evaluate(model.Transform(preprocess.Transform(test))).MicroAccuracy;
@@ -50,6 +50,8 @@ public sealed class TransferLearningTests
 
             var few = Images(ml, "train", fineTuneClasses, 50);
             var test = Images(ml, "test", fineTuneClasses, 150);
+            foreach (var lr in new[] { 1e-3, 3e-4, 1e-4 })
+                Console.WriteLine($"lr {lr}: pretrained {FineTune(ml, few, test, weights, lr):P2}, random {FineTune(ml, few, test, null, lr):P2}");
             double fromPretrained = FineTune(ml, few, test, weights);
             double fromRandom = FineTune(ml, few, test, initialWeights: null);
             Console.WriteLine($"fine-tuned on 5 × 50 images of {string.Join(", ", fineTuneClasses)}: from pretrained {fromPretrained:P2}, from random {fromRandom:P2}");

@@ -223,6 +223,9 @@ public sealed class PackageConsumerTests
         Assert.AreEqual(0.0, double.Parse(Value("max |4 threads - 1 thread|"), CultureInfo.InvariantCulture), "pooled engines over one model give the single-thread scores");
         Assert.AreEqual("10, sorted: True, top matches Predict: True", Value("all labels"));
         Assert.AreEqual("False", Value("allocator tuned"), "an app that never opts in keeps glibc's allocator as it is");
+        Assert.AreEqual("RMT", Value("rmt backbone"));
+        Assert.AreEqual(0.0, double.Parse(Value("max |rmt loaded - rmt trained|"), CultureInfo.InvariantCulture), "model.zip keeps an RMT exactly");
+        Assert.IsTrue(long.Parse(Value("rmt onnx").Split(' ')[0], CultureInfo.InvariantCulture) > 1_000_000, "rmt.onnx should hold the weights");
     }
 
     private static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));

@@ -85,6 +85,22 @@ Console.WriteLine($"consumption predictions: {concurrent.Count}");
 Console.WriteLine($"max |4 threads - 1 thread|: {threadDiff:E2}");
 Console.WriteLine($"allocator tuned: {GlibcAllocatorTuning.Applied}"); // the library never tunes it by itself
 Console.WriteLine($"all labels: {ranked.Count}, sorted: {ranked.Zip(ranked.Skip(1)).All(p => p.First.Value >= p.Second.Value)}, top matches Predict: {ranked[0].Key == single[0].PredictedLabel}");
+
+// RMT, the second backbone, through the same pipeline, model.zip and ONNX export.
+var rmtPipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+    .Append(ml.Transforms.LoadImages("Image", imageFolder, "ImagePath"))
+    .Append(ml.MulticlassClassification.Trainers.Rmt(new ViRImageClassificationTrainer.RmtOptions { FeatureColumnName = "Image", Architecture = RmtConfig.Mini, MaxEpoch = 1 }))
+    .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+ITransformer rmt = rmtPipeline.Fit(images);
+string rmtPath = Path.Combine(work, "rmt.zip");
+ml.Model.Save(rmt, images.Schema, rmtPath);
+ITransformer rmtLoaded = ml2.Model.Load(rmtPath, out _);
+var rmtScores = ml2.Data.CreateEnumerable<Prediction>(rmtLoaded.Transform(ml2.Data.LoadFromEnumerable(testRows)), reuseRowObject: false).ToList();
+var rmtBefore = ml.Data.CreateEnumerable<Prediction>(rmt.Transform(ml.Data.LoadFromEnumerable(testRows)), reuseRowObject: false).ToList();
+rmtLoaded.ExportToOnnx(Path.Combine(work, "rmt.onnx"));
+Console.WriteLine($"rmt backbone: {((IEnumerable<ITransformer>)rmtLoaded).OfType<ViRImageClassificationTransformer>().Single().Architecture.Backbone}");
+Console.WriteLine($"max |rmt loaded - rmt trained|: {rmtScores.Zip(rmtBefore).Max(p => p.First.Score.Zip(p.Second.Score).Max(s => Math.Abs(s.First - s.Second))):E2}");
+Console.WriteLine($"rmt onnx: {new FileInfo(Path.Combine(work, "rmt.onnx")).Length} bytes");
 return 0;
 
 public sealed class ImageRow
