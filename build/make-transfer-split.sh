@@ -19,7 +19,8 @@ for c in "${classes[@]:0:5}"; do
 done
 for c in "${classes[@]:5:5}"; do
   mkdir -p "$out/few/train/$c"
-  ls "$full/train/$c" | LC_ALL=C sort | grep '\.png$' | head -50 | while read -r f; do ln -s "$full/train/$c/$f" "$out/few/train/$c/$f"; done
+  mapfile -t images < <(cd "$full/train/$c" && ls -- *.png | LC_ALL=C sort)
+  for f in "${images[@]:0:50}"; do ln -s "$full/train/$c/$f" "$out/few/train/$c/$f"; done
   ln -s "$full/test/$c" "$out/few/test/$c"
 done
 echo "pretrain: ${classes[*]:0:5}; few (50 per class): ${classes[*]:5:5}; in $out"

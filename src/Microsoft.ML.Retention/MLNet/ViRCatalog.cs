@@ -29,17 +29,8 @@ public static class ViRCatalog
         int maxEpoch = 10,
         int batchSize = 32,
         IDataView? validationSet = null) =>
-        catalog.ViR(new ViRImageClassificationTrainer.Options
-        {
-            LabelColumnName = labelColumnName,
-            FeatureColumnName = featureColumnName,
-            ScoreColumnName = scoreColumnName,
-            PredictedLabelColumnName = predictedLabelColumnName,
-            Architecture = architecture ?? ViRConfig.Tiny,
-            MaxEpoch = maxEpoch,
-            BatchSize = batchSize,
-            ValidationSet = validationSet,
-        });
+        catalog.ViR(Filled(new ViRImageClassificationTrainer.Options { Architecture = architecture ?? ViRConfig.Tiny },
+            labelColumnName, featureColumnName, scoreColumnName, predictedLabelColumnName, maxEpoch, batchSize, validationSet));
 
     /// <summary>A Vision Retention Network image classifier with every option.</summary>
     /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -76,17 +67,8 @@ public static class ViRCatalog
         int maxEpoch = 10,
         int batchSize = 32,
         IDataView? validationSet = null) =>
-        catalog.Rmt(new ViRImageClassificationTrainer.RmtOptions
-        {
-            LabelColumnName = labelColumnName,
-            FeatureColumnName = featureColumnName,
-            ScoreColumnName = scoreColumnName,
-            PredictedLabelColumnName = predictedLabelColumnName,
-            Architecture = architecture ?? RmtConfig.Tiny,
-            MaxEpoch = maxEpoch,
-            BatchSize = batchSize,
-            ValidationSet = validationSet,
-        });
+        catalog.Rmt(Filled(new ViRImageClassificationTrainer.RmtOptions { Architecture = architecture ?? RmtConfig.Tiny },
+            labelColumnName, featureColumnName, scoreColumnName, predictedLabelColumnName, maxEpoch, batchSize, validationSet));
 
     /// <summary>An RMT image classifier with every option.</summary>
     /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -97,5 +79,19 @@ public static class ViRCatalog
     {
         ArgumentNullException.ThrowIfNull(catalog);
         return new ViRImageClassificationTrainer(MLNetHost.Environment(catalog), options);
+    }
+
+    // The simple overloads' arguments, set on either backbone's options.
+    private static T Filled<T>(T options, string label, string features, string score, string predictedLabel, int maxEpoch, int batchSize,
+        IDataView? validationSet) where T : ViRImageClassificationTrainer.OptionsBase
+    {
+        options.LabelColumnName = label;
+        options.FeatureColumnName = features;
+        options.ScoreColumnName = score;
+        options.PredictedLabelColumnName = predictedLabel;
+        options.MaxEpoch = maxEpoch;
+        options.BatchSize = batchSize;
+        options.ValidationSet = validationSet;
+        return options;
     }
 }
