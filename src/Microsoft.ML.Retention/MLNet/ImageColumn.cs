@@ -110,9 +110,9 @@ internal sealed class ImageColumn
     public static ArgumentOutOfRangeException InterleavedPixels(string name, long[] shape, int? channels) =>
         new(nameof(name), $"[{string.Join(", ", shape)}]",
             $"Column '{name}' is a float vector of shape [{string.Join(", ", shape)}], which looks like interleaved [H, W, C] pixels, " +
-            $"but ViR reads planar [C, H, W] pixels{(channels is { } c ? $" with {c} channels" : " with 1, 3 or 4 channels")}. " +
+            $"but the model reads planar [C, H, W] pixels{(channels is { } c ? $" with {c} channels" : " with 1, 3 or 4 channels")}. " +
             "Extract them with ExtractPixels(..., interleavePixelColors: false), which is the default" +
-            (channels is null ? $", or set Options.Architecture's Channels to {shape[0]} (for example ViRConfig.Tiny with {{ Channels = {shape[0]} }}) if the vector really holds {shape[0]} planes." : "."));
+            (channels is null ? $", or set Options.Architecture's Channels to {shape[0]} (for example ViRConfig.Tiny or RmtConfig.Tiny with {{ Channels = {shape[0]} }}) if the vector really holds {shape[0]} planes." : "."));
 
     /// <summary>A reader for the current row of <paramref name="row"/>: returns [C, H, W] or throws <see cref="InvalidDataException"/> naming the row.</summary>
     public Func<Tensor> Reader(DataViewRow row)

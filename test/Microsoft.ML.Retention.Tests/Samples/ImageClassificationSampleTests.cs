@@ -39,6 +39,29 @@ public sealed class ImageClassificationSampleTests
     }
 
     [TestMethod]
+    public void AnRmtTrainsAndAnotherRunStartsFromItsWeights()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
+        var (console, text) = TextConsole();
+        try
+        {
+            var first = TrainCommand.Run(new TrainSettings { Architecture = "Rmt-Mini", MaxImagesPerClass = 12, Epochs = 1, BatchSize = 32, Output = output, Device = ViRDevice.Cpu }, console);
+            string weights = Path.Combine(output, "weights.safetensors");
+            using (var saved = RmtCheckpoint.Load(weights)) Assert.AreEqual(RmtConfig.Mini, saved.Config, "the run trained the Rmt-Mini preset");
+            StringAssert.Contains(text.ToString(), "RMT image classification");
+
+            var second = TrainCommand.Run(new TrainSettings { Architecture = "Rmt-Mini", InitialWeights = weights, MaxImagesPerClass = 12, Epochs = 1, BatchSize = 32,
+                Output = Path.Combine(output, "again"), Device = ViRDevice.Cpu }, console);
+            Assert.IsTrue(double.IsFinite(first.LogLoss) && double.IsFinite(second.LogLoss));
+            Assert.IsTrue(File.Exists(Path.Combine(output, "again", "model.zip")));
+        }
+        finally
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [TestMethod]
     public void TrainEvaluateSavePlotAndPredictOnATinySlice()
     {
         string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
