@@ -52,21 +52,49 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
-        // [B, N, 3·dim] -> three [B, H, N, D]
-        var qkvHeads = qkv.forward(x).view(b, n, 3, _heads, dim / _heads).permute(2, 0, 3, 1, 4);
-        var (q, k, v) = (qkvHeads[0], qkvHeads[1], qkvHeads[2]);
-
+        var (q, k, v) = Heads(x);
         var retained = retention.Mode switch
         {
             RetentionMode.Parallel => RetentionOps.Parallel(q, k, v, _decay),
             RetentionMode.Chunkwise => RetentionOps.Chunkwise(q, k, v, _decay, retention.ChunkSize),
             _ => RetentionOps.Recurrent(q, k, v, _decay),
         };
+        return Output(x, retained).MoveToOuterDisposeScope();
+    }
 
+    /// <summary>
+    /// Retention over the next [B, N, dim] tokens of a sequence fed in pieces, continuing from <paramref name="state"/>
+    /// [B, H, D, D] (zeros before the first piece); returns the outputs and the state after them
+    /// (<see cref="RetentionOps.ChunkwiseStep(Tensor, Tensor, Tensor, Tensor, Tensor, int)"/>).
+    /// </summary>
+    internal (Tensor Output, Tensor State) ForwardStep(Tensor x, Tensor state, int chunkSize)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Heads(x);
+        var (retained, next) = RetentionOps.ChunkwiseStep(state, q, k, v, _decay, chunkSize);
+        return (Output(x, retained).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The state a sequence starts from: zeros [B, H, D, D], float32 for bfloat16 or half tokens.</summary>
+    internal Tensor InitialState(long batch, ScalarType type, Device device) =>
+        zeros(new[] { batch, _heads, qkv.weight.shape[1] / _heads, qkv.weight.shape[1] / _heads },
+            type is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : type, device);
+
+    // [B, N, dim] -> q, k, v of [B, H, N, D]
+    private (Tensor Q, Tensor K, Tensor V) Heads(Tensor x)
+    {
+        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
+        var qkvHeads = qkv.forward(x).view(b, n, 3, _heads, dim / _heads).permute(2, 0, 3, 1, 4);
+        return (qkvHeads[0], qkvHeads[1], qkvHeads[2]);
+    }
+
+    // [B, H, N, D] back to [B, N, dim], then the optional norm and gate, and the output projection.
+    private Tensor Output(Tensor x, Tensor retained)
+    {
+        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
         var y = retained.transpose(1, 2).reshape(b, n, dim);
         if (group_norm is not null) y = group_norm.forward(y.transpose(1, 2)).transpose(1, 2);
         if (gate is not null) y = nn.functional.silu(gate.forward(x)) * y;
-        return proj.forward(y).MoveToOuterDisposeScope();
+        return proj.forward(y);
     }
 }

@@ -247,6 +247,20 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
         x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
         return x.MoveToOuterDisposeScope();
     }
+
+    /// <summary>The retention mixer, for streaming (a ViT's softmax attention has no state to carry).</summary>
+    public MultiScaleRetention Retention => mixer as MultiScaleRetention
+        ?? throw new NotSupportedException("Only a block with retention can take a sequence in pieces; softmax attention needs every token at once.");
+
+    /// <summary>The block over the next piece of a sequence, its retention continuing from <paramref name="state"/>.</summary>
+    public (Tensor Output, Tensor State) ForwardStep(Tensor x, Tensor state, int chunkSize)
+    {
+        using var scope = NewDisposeScope();
+        var (mixed, next) = Retention.ForwardStep(norm1.forward(x), state, chunkSize);
+        x = x + drop_path.forward(ls1.forward(mixed));
+        x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
+        return (x.MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+    }
 }
 
 /// <summary>

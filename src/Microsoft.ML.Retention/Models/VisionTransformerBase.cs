@@ -107,6 +107,68 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         return x.select(1, _classTokenLast ? -1 : 0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The [class] representation [B, Dim] computed band by band: <paramref name="bandRows"/> rows of patches pass
+    /// through every block before the next band enters, each block carrying its retention state across bands
+    /// (chunkwise inside a band), and the [class] token goes last. Every block is causal in token order, so this equals
+    /// the chunkwise form over the whole image, while the activations held are one band's and one state per block.
+    /// Inference only (eval mode): BatchNorm in the stem must use its running statistics.
+    /// </summary>
+    internal Tensor EmbedStreaming(Tensor images, int bandRows, int chunkSize)
+    {
+        if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
+        if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
+        if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
+        ChunkSizes.Check(chunkSize, nameof(chunkSize));
+        CheckImages(images);
+        using var scope = NewDisposeScope();
+        long batch = images.shape[0], p = Config.PatchSize;
+        long gridH = images.shape[2] / p, gridW = images.shape[3] / p;
+        var position = PositionEmbedding(gridH, gridW);
+        var states = blocks.Select(block => block.Retention.InitialState(batch, images.dtype, images.device)).ToArray();
+
+        void Step(Tensor x)
+        {
+            for (int i = 0; i < blocks.Count; i++)
+            {
+                var (output, next) = blocks[i].ForwardStep(x, states[i], chunkSize);
+                states[i].Dispose();
+                (x, states[i]) = (output, next);
+            }
+        }
+
+        for (long first = 0; first < gridH; first += bandRows)
+        {
+            using var band = NewDisposeScope();
+            long rows = Math.Min(bandRows, gridH - first);
+            var tokens = BandTokens(images, first, rows, gridH) + position.narrow(1, first * gridW, rows * gridW);
+            Step(pos_drop.forward(tokens));
+            foreach (var state in states) state.MoveToOuterDisposeScope();
+        }
+        var cls = cls_token.expand(batch, -1, -1);
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var (output, next) = blocks[i].ForwardStep(cls, states[i], chunkSize);
+            (cls, states[i]) = (output, next);
+        }
+        return norm.forward(cls).select(1, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The tokens of patch rows [first, first + rows). The convolutional stem's 3×3 convolutions see past a band's
+    /// edge, so the band is read with one patch row more on each side that has one, and those rows' tokens are cut off:
+    /// the padding then only touches the cut rows, and the kept ones are the whole image's.
+    /// </summary>
+    private Tensor BandTokens(Tensor images, long first, long rows, long gridH)
+    {
+        long p = Config.PatchSize;
+        long above = Config.Stem == PatchStem.Convolutional && first > 0 ? 1 : 0;
+        long below = Config.Stem == PatchStem.Convolutional && first + rows < gridH ? 1 : 0;
+        var tokens = patch_embed.forward(images.narrow(2, (first - above) * p, (rows + above + below) * p));
+        long gridW = images.shape[3] / p;
+        return tokens.narrow(1, above * gridW, rows * gridW);
+    }
+
     /// <summary>The position embedding [1, gridH·gridW, Dim] for a patch grid of the given size.</summary>
     internal Tensor PositionEmbedding(long gridH, long gridW)
     {

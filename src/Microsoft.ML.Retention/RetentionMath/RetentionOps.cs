@@ -41,6 +41,40 @@ public static class RetentionOps
         return Step(state, q, k, v, decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1), Scale(q));
     }
 
+    /// <summary>
+    /// The chunkwise form continued from a state, for streaming a sequence in pieces: the outputs of the N tokens given
+    /// the state the earlier tokens left, <c>S</c> [B, H, D, D], and the state after them,
+    /// <c>S' = γ^N·S + Σ_j γ^(N−1−j) k_jᵀ v_j</c>. Feeding a sequence piece by piece gives the outputs of one
+    /// <see cref="Chunkwise(Tensor, Tensor, Tensor, Tensor, int)"/> call over all of it. The state is float32 for
+    /// bfloat16 or half tokens.
+    /// </summary>
+    public static (Tensor Output, Tensor State) ChunkwiseStep(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma, int chunkSize) =>
+        ChunkwiseStep(state, q, k, v, DecayFor(gamma, q), chunkSize);
+
+    /// <inheritdoc cref="ChunkwiseStep(Tensor, Tensor, Tensor, Tensor, Tensor, int)"/>
+    internal static (Tensor Output, Tensor State) ChunkwiseStep(Tensor state, Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
+    {
+        CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, q);
+        ArgumentNullException.ThrowIfNull(state, nameof(state));
+        long[] expected = { q.shape[0], q.shape[1], q.shape[3], q.shape[3] };
+        if (!state.shape.SequenceEqual(expected))
+            throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
+
+        using var scope = NewDisposeScope();
+        long n = q.shape[2];
+        var type = StateType(q);
+        var logGamma = decay.Gamma(ScalarType.Float64, q.device).log().view(-1, 1);                           // [H, 1]
+        // γ^(i+1) for the queries, γ^(N−1−j) for the keys: every exponent non-negative, so nothing overflows.
+        var queryDecay = (arange(1, n + 1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().mul_(Scale(q)).to(type).unsqueeze(-1);
+        var keyDecay = (arange(n - 1, -1, -1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().to(type).unsqueeze(-1);
+        var carried = decay.Gamma(ScalarType.Float64, q.device).log().mul(n).exp_().to(type).view(1, -1, 1, 1);  // γ^N
+
+        var output = Chunkwise(q, k, v, decay, chunkSize).to(type).addcmul_(q.to(type).matmul(state.to(type)), queryDecay, 1);
+        var next = state.to(type).mul(carried).add_((k.to(type) * keyDecay).transpose(-1, -2).matmul(v.to(type)));
+        return (output.to(q.dtype).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+    }
+
     /// <inheritdoc cref="Parallel(Tensor, Tensor, Tensor, Tensor)"/>
     internal static Tensor Parallel(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {

@@ -1,0 +1,65 @@
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>
+/// Streaming (issue 22, first part): the operator continued from a state, and a ViR fed band by band, equal the
+/// chunkwise form over the whole sequence.
+/// </summary>
+[TestClass]
+public sealed class StreamingTests
+{
+    [TestMethod]
+    public void ChunkwiseStepsOverPiecesEqualOneChunkwiseCall()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(2);
+        var gamma = tensor(new[] { 0.9f, 0.99f, 0.999f });
+        var (q, k, v) = (randn(new long[] { 2, 3, 101, 8 }), randn(new long[] { 2, 3, 101, 8 }), randn(new long[] { 2, 3, 101, 8 }));
+        var whole = RetentionOps.Chunkwise(q, k, v, gamma, 16);
+        foreach (int piece in new[] { 1, 7, 32, 101 })
+        {
+            var state = zeros(2, 3, 8, 8);
+            var outputs = new List<Tensor>();
+            for (long start = 0; start < 101; start += piece)
+            {
+                long n = Math.Min(piece, 101 - start);
+                var (output, next) = RetentionOps.ChunkwiseStep(state, q.narrow(2, start, n), k.narrow(2, start, n), v.narrow(2, start, n), gamma, 16);
+                outputs.Add(output);
+                state = next;
+            }
+            double difference = (cat(outputs, 2) - whole).abs().max().ToDouble() / whole.abs().max().ToDouble();
+            Console.WriteLine($"pieces of {piece}: {difference:G3} of the output's scale");
+            Assert.IsTrue(difference < 1e-5, $"pieces of {piece}: {difference:G3}");
+        }
+        var wrong = Assert.ThrowsExactly<ArgumentException>(() => RetentionOps.ChunkwiseStep(zeros(2, 3, 8), q, k, v, gamma, 16));
+        StringAssert.Contains(wrong.Message, "state must have shape [2, 3, 8, 8]");
+    }
+
+    [TestMethod]
+    [DataRow(PatchStem.Convolutional, 28, 28)]
+    [DataRow(PatchStem.Convolutional, 44, 36)]
+    [DataRow(PatchStem.Patchify, 48, 40)]
+    public void AViRFedBandByBandScoresAsTheChunkwiseFormDoes(PatchStem stem, int height, int width)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        manual_seed(3);
+        var config = ViRConfig.Mini with { Stem = stem, PatchSize = 4, Depth = 3, LayerScaleInit = 0.5 };
+        using var model = new ViRModel(config);
+        model.eval();
+        var images = randn(new long[] { 2, 1, height, width });
+        foreach (int chunk in new[] { 5, 16 })
+        {
+            var whole = model.Embed(images, new RetentionSettings(RetentionMode.Chunkwise, chunk));
+            foreach (int bandRows in new[] { 1, 2, 3, height / 4 })
+            {
+                var streamed = model.EmbedStreaming(images, bandRows, chunk);
+                double difference = (streamed - whole).abs().max().ToDouble() / whole.abs().max().ToDouble();
+                Console.WriteLine($"{stem} {height}×{width}, chunk {chunk}, bands of {bandRows} rows: {difference:G3} of the output's scale");
+                Assert.IsTrue(difference < 1e-4, $"{stem} {height}×{width}, chunk {chunk}, bands of {bandRows}: {difference:G3}");
+            }
+        }
+    }
+}
