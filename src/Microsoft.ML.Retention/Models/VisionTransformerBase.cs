@@ -124,7 +124,6 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long batch = images.shape[0], p = Config.PatchSize;
         long gridH = images.shape[2] / p, gridW = images.shape[3] / p;
-        var position = PositionEmbedding(gridH, gridW);
         var states = blocks.Select(block => block.Retention.InitialState(batch, images.dtype, images.device)).ToArray();
 
         void Step(Tensor x)
@@ -141,7 +140,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         {
             using var band = NewDisposeScope();
             long rows = Math.Min(bandRows, gridH - first);
-            var tokens = BandTokens(images, first, rows, gridH) + position.narrow(1, first * gridW, rows * gridW);
+            var tokens = BandTokens(images, first, rows, gridH) + PositionEmbeddingRows(gridH, gridW, first, rows);
             Step(pos_drop.forward(tokens));
             foreach (var state in states) state.MoveToOuterDisposeScope();
         }
@@ -167,6 +166,42 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         var tokens = patch_embed.forward(images.narrow(2, (first - above) * p, (rows + above + below) * p));
         long gridW = images.shape[3] / p;
         return tokens.narrow(1, above * gridW, rows * gridW);
+    }
+
+    /// <summary>
+    /// Rows [first, first + rows) of <see cref="PositionEmbedding"/>(gridH, gridW), [1, rows·gridW, Dim], without the rest
+    /// of the grid: the learned grid is resampled along the width for its few rows, then the band's rows are taken
+    /// along the height with the same cubic weights (A = −0.75, clamped edges) libtorch's bicubic resize uses.
+    /// </summary>
+    internal Tensor PositionEmbeddingRows(long gridH, long gridW, long first, long rows)
+    {
+        long configH = Config.ImageHeight / Config.PatchSize, configW = Config.ImageWidth / Config.PatchSize;
+        if (gridH == configH && gridW == configW) return pos_embed.narrow(1, first * gridW, rows * gridW);
+        using var scope = NewDisposeScope();
+        var grid = pos_embed.view(1, configH, configW, Config.Dim).permute(0, 3, 1, 2);
+        var wide = nn.functional.interpolate(grid, new[] { configH, gridW }, mode: InterpolationMode.Bicubic, align_corners: false); // [1, Dim, configH, gridW]
+        var weights = tensor(CubicWeights(configH, gridH, first, rows), new[] { rows, configH }, pos_embed.dtype, pos_embed.device);
+        var band = weights.matmul(wide.squeeze(0));                                                                                  // [Dim, rows, gridW]
+        return band.permute(1, 2, 0).reshape(1, rows * gridW, Config.Dim).MoveToOuterDisposeScope();
+    }
+
+    // The [rows, input] weights of a bicubic resize from input to output positions, for output rows [first, first + rows).
+    private static float[] CubicWeights(long input, long output, long first, long rows)
+    {
+        const double A = -0.75;
+        static double Near(double x) => ((A + 2) * x - (A + 3)) * x * x + 1;        // |x| ≤ 1
+        static double Far(double x) => ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;    // 1 < |x| < 2
+        var weights = new float[rows * input];
+        double scale = (double)input / output;
+        for (long i = 0; i < rows; i++)
+        {
+            double source = (first + i + 0.5) * scale - 0.5;
+            long index = (long)Math.Floor(source);
+            double t = source - index;
+            double[] w = { Far(t + 1), Near(t), Near(1 - t), Far(2 - t) };
+            for (int j = 0; j < 4; j++) weights[i * input + Math.Clamp(index - 1 + j, 0, input - 1)] += (float)w[j];
+        }
+        return weights;
     }
 
     /// <summary>The position embedding [1, gridH·gridW, Dim] for a patch grid of the given size.</summary>

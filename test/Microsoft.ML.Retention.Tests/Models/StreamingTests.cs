@@ -38,6 +38,29 @@ public sealed class StreamingTests
     }
 
     [TestMethod]
+    public void APositionEmbeddingBandEqualsThoseRowsOfTheWholeResizedGrid()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        manual_seed(4);
+        using var model = new ViRModel(ViRConfig.Mini);
+        foreach (var (gridH, gridW) in new[] { (11L, 9L), (5L, 3L), (64L, 40L), (7L, 7L) })
+        {
+            var whole = model.PositionEmbedding(gridH, gridW);
+            double worst = 0;
+            foreach (long rows in new[] { 1L, 3L })
+                for (long first = 0; first < gridH; first += rows)
+                {
+                    long n = Math.Min(rows, gridH - first);
+                    var band = model.PositionEmbeddingRows(gridH, gridW, first, n);
+                    worst = Math.Max(worst, (band - whole.narrow(1, first * gridW, n * gridW)).abs().max().ToDouble() / whole.abs().max().ToDouble());
+                }
+            Console.WriteLine($"{gridH}×{gridW}: {worst:G3} of the embedding's scale");
+            Assert.IsTrue(worst < 1e-5, $"{gridH}×{gridW}: {worst:G3}");
+        }
+    }
+
+    [TestMethod]
     [DataRow(PatchStem.Convolutional, 28, 28)]
     [DataRow(PatchStem.Convolutional, 44, 36)]
     [DataRow(PatchStem.Patchify, 48, 40)]
