@@ -116,15 +116,33 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     /// </summary>
     internal Tensor EmbedStreaming(Tensor images, int bandRows, int chunkSize)
     {
+        CheckImages(images);
+        return EmbedStreaming((first, count) => images.narrow(2, first, count), images.shape[0], images.shape[2], images.shape[3],
+            images.dtype, images.device, bandRows, chunkSize);
+    }
+
+    /// <inheritdoc cref="EmbedStreaming(Tensor, int, int)"/>
+    /// <param name="pixelRows">Reads pixel rows [first, first + count) of the batch as [B, C, count, width]; called once per band.</param>
+    /// <param name="batch">Images in the batch.</param>
+    /// <param name="height">The images' height in pixels, a multiple of the patch size.</param>
+    /// <param name="width">The images' width in pixels, a multiple of the patch size.</param>
+    /// <param name="type">The pixels' type.</param>
+    /// <param name="device">The pixels' device.</param>
+    /// <param name="bandRows">Patch rows per band.</param>
+    /// <param name="chunkSize">Tokens per chunk inside a band.</param>
+    internal Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, ScalarType type, Device device,
+        int bandRows, int chunkSize)
+    {
         if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
         if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
         if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
         ChunkSizes.Check(chunkSize, nameof(chunkSize));
-        CheckImages(images);
+        long p = Config.PatchSize;
+        if (height < p || width < p || height % p != 0 || width % p != 0)
+            throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {height}×{width}.", nameof(height));
         using var scope = NewDisposeScope();
-        long batch = images.shape[0], p = Config.PatchSize;
-        long gridH = images.shape[2] / p, gridW = images.shape[3] / p;
-        var states = blocks.Select(block => block.Retention.InitialState(batch, images.dtype, images.device)).ToArray();
+        long gridH = height / p, gridW = width / p;
+        var states = blocks.Select(block => block.Retention.InitialState(batch, type, device)).ToArray();
 
         void Step(Tensor x)
         {
@@ -140,7 +158,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         {
             using var band = NewDisposeScope();
             long rows = Math.Min(bandRows, gridH - first);
-            var tokens = BandTokens(images, first, rows, gridH) + PositionEmbeddingRows(gridH, gridW, first, rows);
+            var tokens = BandTokens(pixelRows, batch, width, first, rows, gridH) + PositionEmbeddingRows(gridH, gridW, first, rows);
             Step(pos_drop.forward(tokens));
             foreach (var state in states) state.MoveToOuterDisposeScope();
         }
@@ -158,14 +176,19 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     /// edge, so the band is read with one patch row more on each side that has one, and those rows' tokens are cut off:
     /// the padding then only touches the cut rows, and the kept ones are the whole image's.
     /// </summary>
-    private Tensor BandTokens(Tensor images, long first, long rows, long gridH)
+    private Tensor BandTokens(Func<long, long, Tensor> pixelRows, long batch, long width, long first, long rows, long gridH)
     {
         long p = Config.PatchSize;
         long above = Config.Stem == PatchStem.Convolutional && first > 0 ? 1 : 0;
         long below = Config.Stem == PatchStem.Convolutional && first + rows < gridH ? 1 : 0;
-        var tokens = patch_embed.forward(images.narrow(2, (first - above) * p, (rows + above + below) * p));
-        long gridW = images.shape[3] / p;
-        return tokens.narrow(1, above * gridW, rows * gridW);
+        long count = (rows + above + below) * p;
+        var pixels = pixelRows((first - above) * p, count);
+        long[] expected = { batch, Config.Channels, count, width };
+        if (!pixels.shape.SequenceEqual(expected))
+            throw new ArgumentException($"The pixel rows {(first - above) * p} to {(first - above) * p + count - 1} must have shape [{string.Join(", ", expected)}], " +
+                $"but they have {RetentionOps.ShapeOf(pixels)}.", nameof(pixelRows));
+        var tokens = patch_embed.forward(pixels);
+        return tokens.narrow(1, above * (width / p), rows * (width / p));
     }
 
     /// <summary>
