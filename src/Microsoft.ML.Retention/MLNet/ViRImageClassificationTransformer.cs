@@ -175,6 +175,52 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         else Onnx.ViROnnxExport.Export((ViRModel)Model, path, LabelNames, retention, imageSize, includeEmbedding, opset, input);
     }
 
+    /// <summary>
+    /// Classifies one image file at its own resolution, however large, in memory that does not grow with its height: the
+    /// file is decoded a band of <paramref name="bandRows"/> patch rows at a time (JPEG; SkiaSharp does not decode PNG row by row),
+    /// and each band passes through every block before the next is read, each block carrying its retention state
+    /// (chunkwise inside a band, with this transformer's chunk size). The scores are the chunkwise form's over the whole
+    /// image at that resolution. There is no resize: train the model at the scale (pixels per object) the images have.
+    /// Rows and columns past the last multiple of the patch size are left out. ViR only.
+    /// </summary>
+    /// <param name="path">The image file.</param>
+    /// <param name="bandRows">Patch rows per band; memory grows with it and with the image's width, not its height.</param>
+    /// <param name="progress">Told the fraction of the image done after each band.</param>
+    /// <param name="cancellation">Checked before each band.</param>
+    /// <exception cref="InvalidDataException">The file can't be decoded row by row, or is truncated (the message names the file and the row).</exception>
+    public ViRStreamingPrediction PredictStreaming(string path, int bandRows = 4, IProgress<double>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var stream = File.OpenRead(path);
+        return PredictStreaming(stream, path, bandRows, progress, cancellation);
+    }
+
+    /// <inheritdoc cref="PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>
+    /// <param name="stream">The encoded image, read once from its current position.</param>
+    /// <param name="name">What errors call the image.</param>
+    /// <param name="bandRows">Patch rows per band; memory grows with it and with the image's width, not its height.</param>
+    /// <param name="progress">Told the fraction of the image done after each band.</param>
+    /// <param name="cancellation">Checked before each band.</param>
+    public ViRStreamingPrediction PredictStreaming(Stream stream, string name = "the image", int bandRows = 4, IProgress<double>? progress = null,
+        CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
+        ThrowIfDisposed();
+        using var use = _shared.Use() ?? throw DisposedError();
+        var model = _shared.For(Precision).Module as ViRModel
+            ?? throw new NotSupportedException($"Streaming needs a causal model with its [class] token last, a ViR; this one is an {Architecture.Backbone}.");
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize);
+        var type = model.parameters().First().dtype;
+        var embedding = model.EmbedStreaming((first, count) => source.Rows(first, count).to(Device).to(type), 1, source.Height, source.Width, type, Device,
+            bandRows, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);
+        var probabilities = nn.functional.softmax(model.Classify(embedding).to(float32), 1).cpu().data<float>().ToArray();
+        int best = Array.IndexOf(probabilities, probabilities.Max());
+        return new ViRStreamingPrediction(LabelNames[best], probabilities, embedding.to(float32).cpu().data<float>().ToArray(), source.Height, source.Width);
+    }
+
     /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>
     internal static ViRImageClassificationTransformer FromModel(IHostEnvironment env, IVisionBackbone model, IReadOnlyList<string> labelNames,
         string featureColumnName, RetentionSettings retention) =>

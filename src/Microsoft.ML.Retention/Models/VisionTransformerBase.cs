@@ -130,8 +130,10 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     /// <param name="device">The pixels' device.</param>
     /// <param name="bandRows">Patch rows per band.</param>
     /// <param name="chunkSize">Tokens per chunk inside a band.</param>
+    /// <param name="progress">Told the fraction of the image done after each band.</param>
+    /// <param name="cancellation">Checked before each band.</param>
     internal Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, ScalarType type, Device device,
-        int bandRows, int chunkSize)
+        int bandRows, int chunkSize, Action<double>? progress = null, CancellationToken cancellation = default)
     {
         if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
         if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
@@ -156,11 +158,13 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
         for (long first = 0; first < gridH; first += bandRows)
         {
+            cancellation.ThrowIfCancellationRequested();
             using var band = NewDisposeScope();
             long rows = Math.Min(bandRows, gridH - first);
             var tokens = BandTokens(pixelRows, batch, width, first, rows, gridH) + PositionEmbeddingRows(gridH, gridW, first, rows);
             Step(pos_drop.forward(tokens));
             foreach (var state in states) state.MoveToOuterDisposeScope();
+            progress?.Invoke((double)(first + rows) / gridH);
         }
         var cls = cls_token.expand(batch, -1, -1);
         for (int i = 0; i < blocks.Count; i++)

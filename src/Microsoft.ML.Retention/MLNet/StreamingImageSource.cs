@@ -1,0 +1,100 @@
+using System.Runtime.InteropServices;
+using Microsoft.ML.Retention.Models;
+using SkiaSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.Retention;
+
+/// <summary>
+/// An encoded image (JPEG, or another format SkiaSharp decodes line by line; not PNG) read top to bottom, a few pixel rows
+/// at a time, as model input at its own resolution: the decoded image is never held whole. Rows past the last multiple
+/// of the patch size, and columns past the last multiple in width, are left out. The rows just read stay until the
+/// next read starts below them, so a band can be read again with a margin above it.
+/// </summary>
+internal sealed class StreamingImageSource : IDisposable
+{
+    private readonly string _name;
+    private readonly SKCodec _codec;
+    private readonly IVisionBackboneConfig _config;
+    private readonly float[] _mean, _std;
+    private readonly byte[] _line;
+    private GCHandle _pinned; // the decoder writes each line into _line
+    private readonly int _fullWidth;
+    private Tensor? _kept;      // rows [_keptFirst, _decoded), [C, rows, Width]
+    private long _keptFirst;
+    private long _decoded;
+
+    public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize)
+    {
+        _name = name;
+        _config = config;
+        _codec = SKCodec.Create(stream, out var created)
+            ?? throw new InvalidDataException($"'{name}' could not be decoded: it is in no format SkiaSharp reads ({created}).");
+        try
+        {
+            var info = _codec.Info;
+            _fullWidth = info.Width;
+            Height = info.Height / patchSize * patchSize;
+            Width = info.Width / patchSize * patchSize;
+            if (Height == 0 || Width == 0)
+                throw new InvalidDataException($"'{name}' is {info.Width}×{info.Height}, smaller than one {patchSize}×{patchSize} patch.");
+            var target = new SKImageInfo(info.Width, info.Height, SKColorType.Bgra8888,
+                info.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
+            var started = _codec.StartScanlineDecode(target);
+            if (started != SKCodecResult.Success || _codec.ScanlineOrder != SKCodecScanlineOrder.TopDown)
+                throw new InvalidDataException($"'{name}' ({_codec.EncodedFormat}, {info.Width}×{info.Height}) cannot be decoded row by row ({started}, " +
+                    $"{_codec.ScanlineOrder} order): SkiaSharp decodes JPEG that way, but not PNG. Convert the image to JPEG, or score it through Transform.");
+            _line = new byte[info.Width * 4];
+            _pinned = GCHandle.Alloc(_line, GCHandleType.Pinned);
+            var channels = Enumerable.Range(0, config.Channels).ToArray();
+            _mean = channels.Select(c => (float)config.Preprocessing.MeanOf(c)).ToArray();
+            _std = channels.Select(c => (float)config.Preprocessing.StdOf(c)).ToArray();
+        }
+        catch
+        {
+            _codec.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The rows read, a multiple of the patch size.</summary>
+    public long Height { get; }
+
+    /// <summary>The columns read, a multiple of the patch size.</summary>
+    public long Width { get; }
+
+    /// <summary>Pixel rows [first, first + count) as model input [1, C, count, Width]; reads go down the image.</summary>
+    public Tensor Rows(long first, long count)
+    {
+        if (first < _keptFirst || first + count > Height)
+            throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' were asked for, but rows before {_keptFirst} are gone and the image has {Height}.");
+        using var scope = NewDisposeScope();
+        var fresh = new List<Tensor>();
+        var pixels = new byte[_line.Length * Math.Max(0, first + count - _decoded)];
+        int lines = 0;
+        while (_decoded < first + count)
+        {
+            int got = _codec.GetScanlines(_pinned.AddrOfPinnedObject(), 1, _line.Length);
+            if (got != 1)
+                throw new InvalidDataException($"'{_name}' is truncated or damaged: decoding stopped at pixel row {_decoded} of {_codec.Info.Height}.");
+            Buffer.BlockCopy(_line, 0, pixels, lines * _line.Length, _line.Length);
+            lines++;
+            _decoded++;
+        }
+        if (lines > 0)
+            fresh.Add(ImageColumn.Planes(pixels, lines, _fullWidth, bgra: true, _config, _mean, _std).narrow(2, 0, Width));
+        var kept = _kept is null ? null : _kept.narrow(1, first - _keptFirst, _kept.shape[1] - (first - _keptFirst));
+        var all = kept is null ? cat(fresh, 1) : fresh.Count == 0 ? kept : cat(new[] { kept }.Concat(fresh).ToList(), 1);
+        _kept?.Dispose();
+        _kept = all.contiguous().DetachFromDisposeScope();
+        _keptFirst = first;
+        return _kept.narrow(1, 0, count).unsqueeze(0).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        _kept?.Dispose();
+        _codec.Dispose();
+        if (_pinned.IsAllocated) _pinned.Free();
+    }
+}

@@ -1,0 +1,116 @@
+using Microsoft.ML;
+using Microsoft.ML.Data;
+using Microsoft.ML.Retention.Models;
+using Microsoft.ML.Retention.RetentionMath;
+using SkiaSharp;
+
+namespace Microsoft.ML.Retention.Tests;
+
+/// <summary>
+/// PredictStreaming: a JPEG file classified band by band at its own size, as the chunkwise form scores it whole; a PNG
+/// (which SkiaSharp does not decode row by row), a truncated file and a non-image are refused by name.
+/// </summary>
+[TestClass]
+public sealed class StreamingPredictionTests
+{
+    // A made photo with detail everywhere, so that every band matters; 4-byte BGRA pixels.
+    private static byte[] Photo(int width, int height)
+    {
+        var pixels = new byte[width * height * 4];
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+            {
+                int i = (y * width + x) * 4;
+                for (int c = 0; c < 3; c++)
+                    pixels[i + c] = (byte)Math.Clamp(128 + 90 * Math.Sin(x * 0.07 + y * 0.05 + c) + 30 * Math.Sin(x * 0.9 - y * 0.6), 0, 255);
+                pixels[i + 3] = 255;
+            }
+        return pixels;
+    }
+
+    [TestMethod]
+    public void AnImageFileStreamedBandByBandScoresAsTheChunkwiseFormOverTheWholeImage()
+    {
+        var ml = new MLContext(seed: 1);
+        using var vir = TinyFit.Fit(ml, TinyFit.Images(ml, 4), o =>
+        {
+            o.Architecture = ViRConfig.Mini with { Depth = 2 };
+            o.PredictionRetention = new RetentionSettings(RetentionMode.Chunkwise, 16);
+        });
+        string folder = Path.Combine(Path.GetTempPath(), $"vir-stream-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            const int width = 130, height = 90; // neither a multiple of the patch (4): 128 columns and 88 rows are read
+            string file = Path.Combine(folder, "photo.jpg");
+            using (var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Bgra8888, SKAlphaType.Opaque)))
+            {
+                System.Runtime.InteropServices.Marshal.Copy(Photo(width, height), 0, bitmap.GetPixels(), width * height * 4);
+                using var encoded = bitmap.Encode(SKEncodedImageFormat.Jpeg, 95);
+                File.WriteAllBytes(file, encoded.ToArray());
+            }
+            // The pixels as the whole-image decoder gives them (JPEG is lossy): the reference the streamed rows must match.
+            byte[] pixels;
+            using (var original = SKBitmap.Decode(file))
+            using (var decoded = original.Copy(SKColorType.Bgra8888)) pixels = decoded.Bytes;
+
+            // The whole image at its own size, preprocessed as the library does, scored in the chunkwise form.
+            var config = vir.Config;
+            var mean = new[] { (float)config.Preprocessing.MeanOf(0) };
+            var std = new[] { (float)config.Preprocessing.StdOf(0) };
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            var whole = ImageColumn.Planes(pixels, height, width, bgra: true, config, mean, std).narrow(1, 0, 88).narrow(2, 0, 128).unsqueeze(0);
+            var model = (ViRModel)vir.Model;
+            var expectedEmbedding = model.Embed(whole, new RetentionSettings(RetentionMode.Chunkwise, 16));
+            var expected = nn.functional.softmax(model.Classify(expectedEmbedding), 1).data<float>().ToArray();
+
+            foreach (int bandRows in new[] { 1, 3, 22 })
+            {
+                var reports = new List<double>();
+                var streamed = vir.PredictStreaming(file, bandRows, new SynchronousProgress(reports.Add));
+                double difference = expected.Zip(streamed.Score).Max(p => Math.Abs(p.First - p.Second));
+                double embedding = expectedEmbedding.data<float>().ToArray().Zip(streamed.Embedding).Max(p => Math.Abs(p.First - p.Second))
+                    / expectedEmbedding.abs().max().ToDouble();
+                Console.WriteLine($"bands of {bandRows} patch rows: max |Δprobability| {difference:G3}, embedding {embedding:G3} of its scale, {reports.Count} progress reports");
+                Assert.IsTrue(difference < 1e-4 && embedding < 1e-4, $"bands of {bandRows}: {difference:G3}, {embedding:G3}");
+                Assert.AreEqual((88L, 128L), (streamed.Height, streamed.Width));
+                Assert.AreEqual(vir.LabelNames[Array.IndexOf(streamed.Score, streamed.Score.Max())], streamed.PredictedLabel);
+                Assert.AreEqual(1.0, reports[^1], 1e-12, "the last report says the image is done");
+                Assert.AreEqual((22 + bandRows - 1) / bandRows, reports.Count, "one report per band");
+            }
+
+            using var cancelled = new CancellationTokenSource();
+            cancelled.Cancel();
+            Assert.ThrowsExactly<OperationCanceledException>(() => vir.PredictStreaming(file, cancellation: cancelled.Token));
+
+            string png = Path.Combine(folder, "photo.png");
+            using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Bgra32, pixels)) image.Save(png);
+            var notByRows = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(png));
+            StringAssert.Contains(notByRows.Message, png);
+
+            string truncated = Path.Combine(folder, "truncated.jpg");
+            var bytes = File.ReadAllBytes(file);
+            File.WriteAllBytes(truncated, bytes.AsSpan(0, bytes.Length * 6 / 10).ToArray());
+            var broken = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(truncated));
+            Console.WriteLine(broken.Message);
+            StringAssert.Contains(broken.Message, truncated);
+            StringAssert.Contains(broken.Message, "row");
+
+            string notAnImage = Path.Combine(folder, "notes.txt");
+            File.WriteAllText(notAnImage, "not an image");
+            var unreadable = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(notAnImage));
+            StringAssert.Contains(unreadable.Message, notAnImage);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    // Progress<T> reports on the thread pool; the test wants the reports in order, on this thread.
+    private sealed class SynchronousProgress(Action<double> report) : IProgress<double>
+    {
+        public void Report(double value) => report(value);
+    }
+}
