@@ -26,6 +26,35 @@ public static class PredictCommand
         return 0;
     }
 
+    /// <summary>
+    /// Classifies each JPEG at its own resolution, band by band (<see cref="ViRImageClassificationTransformer.PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>),
+    /// with a progress bar per image.
+    /// </summary>
+    public static int RunStreaming(string modelPath, IReadOnlyList<string> paths, int bandRows, IAnsiConsole console)
+    {
+        var ml = new MLContext();
+        ITransformer model = ml.Model.Load(modelPath, out _);
+        var vir = TrainCommand.ViRIn(model) ?? throw new InvalidOperationException($"'{modelPath}' holds no ViR model.");
+        var table = new Table().Title("Streamed predictions").AddColumns("Image", "Read at", "Predicted", "Top 3", "Time");
+        foreach (var file in paths.SelectMany(ImagesAt))
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            ViRStreamingPrediction prediction = null!;
+            console.Progress().Start(context =>
+            {
+                var task = context.AddTask(Markup.Escape(Path.GetFileName(file)), maxValue: 1);
+                prediction = vir.PredictStreaming(file, bandRows, new Progress<double>(done => task.Value = done));
+                task.Value = 1;
+            });
+            var top3 = prediction.Score.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{vir.LabelNames[x.i]} {x.p:P1}");
+            table.AddRow(Markup.Escape(Path.GetFileName(file)), $"{prediction.Width}×{prediction.Height}", Markup.Escape(prediction.PredictedLabel),
+                Markup.Escape(string.Join(", ", top3)), $"{watch.Elapsed.TotalSeconds:F1} s");
+        }
+        console.Write(table);
+        (model as IDisposable)?.Dispose();
+        return 0;
+    }
+
     private static IEnumerable<string> ImagesAt(string path)
     {
         if (File.Exists(path)) return new[] { path };

@@ -62,6 +62,27 @@ public sealed class ImageClassificationSampleTests
     }
 
     [TestMethod]
+    public void AMadeLargeImageIsPredictedBandByBand()
+    {
+        string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
+        var (console, text) = TextConsole();
+        try
+        {
+            TrainCommand.Run(new TrainSettings { MaxImagesPerClass = 12, Epochs = 1, BatchSize = 32, Output = output, Device = ViRDevice.Cpu }, console);
+            string large = Path.Combine(output, "large.jpg");
+            Assert.AreEqual(0, MakeImageCommand.Run(large, 9, Path.Combine(TrainSettings.DefaultData, "test"), console));
+            Assert.AreEqual(0, PredictCommand.RunStreaming(Path.Combine(output, "model.zip"), new[] { large }, 2, console));
+            StringAssert.Contains(text.ToString(), "252×252 pixels, 9×9 Fashion-MNIST images");
+            StringAssert.Contains(text.ToString(), "Streamed predictions");
+            StringAssert.Contains(text.ToString(), "252×252");
+        }
+        finally
+        {
+            if (Directory.Exists(output)) Directory.Delete(output, recursive: true);
+        }
+    }
+
+    [TestMethod]
     public void TrainEvaluateSavePlotAndPredictOnATinySlice()
     {
         string output = Path.Combine(Path.GetTempPath(), $"vir-sample-{Guid.NewGuid():N}");
