@@ -24,7 +24,12 @@ internal sealed class StreamingImageSource : IDisposable
     private long _keptFirst;
     private long _decoded;
 
-    public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize)
+    /// <param name="stream">The encoded image.</param>
+    /// <param name="name">What errors call it.</param>
+    /// <param name="config">The model's input and preprocessing.</param>
+    /// <param name="patchSize">The model's patch size.</param>
+    /// <param name="bandPixelRows">The most pixel rows one read asks for, checked against <see cref="ViRLimits.MaxImagePixels"/> with the width.</param>
+    public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize, long bandPixelRows)
     {
         _name = name;
         _config = config;
@@ -33,6 +38,9 @@ internal sealed class StreamingImageSource : IDisposable
         try
         {
             var info = _codec.Info;
+            if ((long)info.Width * bandPixelRows > ViRLimits.MaxImagePixels)
+                throw new InvalidDataException($"'{name}' is {info.Width} pixels wide: a band of {bandPixelRows} rows would hold {(long)info.Width * bandPixelRows:N0} pixels, " +
+                    $"more than ViRLimits.MaxImagePixels ({ViRLimits.MaxImagePixels:N0}). Stream it in fewer rows per band, or raise the limit.");
             _fullWidth = info.Width;
             Height = info.Height / patchSize * patchSize;
             Width = info.Width / patchSize * patchSize;

@@ -212,7 +212,8 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             ?? throw new NotSupportedException($"Streaming needs a causal model with its [class] token last, a ViR; this one is an {Architecture.Backbone}.");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize);
+        // A band is read with up to one patch row more on each side (the convolutional stem's margin).
+        using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize, (bandRows + 2L) * model.Config.PatchSize);
         var type = model.parameters().First().dtype;
         var embedding = model.EmbedStreaming((first, count) => source.Rows(first, count).to(Device).to(type), 1, source.Height, source.Width, type, Device,
             bandRows, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);

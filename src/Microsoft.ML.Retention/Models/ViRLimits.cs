@@ -17,7 +17,10 @@ public static class ViRLimits
     /// <summary>libtorch threads (<c>Options.ThreadCount</c>): 1,024.</summary>
     public static long MaxThreadCount => Setting(nameof(MaxThreadCount), 1_024L);
 
-    /// <summary>Pixels of one decoded image (width × height): 100·10⁶, a 10,000 × 10,000 photo (400 MB as RGBA).</summary>
+    /// <summary>
+    /// Pixels of one decoded image (width × height): 100·10⁶, a 10,000 × 10,000 photo (400 MB as RGBA). A streamed image
+    /// (<c>PredictStreaming</c>) is never held whole, so the limit applies to what one band holds: its width times its rows.
+    /// </summary>
     public static long MaxImagePixels => Setting(nameof(MaxImagePixels), 100_000_000L);
 
     private static long Setting(string name, long fallback) => AppContext.GetData($"Microsoft.ML.Retention.{name}") switch

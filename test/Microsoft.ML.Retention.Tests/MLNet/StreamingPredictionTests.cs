@@ -97,6 +97,19 @@ public sealed class StreamingPredictionTests
             StringAssert.Contains(broken.Message, truncated);
             StringAssert.Contains(broken.Message, "row");
 
+            const string limit = "Microsoft.ML.Retention.MaxImagePixels";
+            try
+            {
+                AppContext.SetData(limit, 2000L); // a band of 4 patch rows (with its margin, 24 pixel rows) of 130 columns holds 3,120
+                var wide = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(file, bandRows: 4));
+                StringAssert.Contains(wide.Message, "a band of 24 rows would hold 3,120 pixels, more than ViRLimits.MaxImagePixels (2,000)");
+                Assert.AreEqual(88, vir.PredictStreaming(file, bandRows: 1).Height, "a band of 1 patch row (12 pixel rows, 1,560 pixels) fits");
+            }
+            finally
+            {
+                AppContext.SetData(limit, null);
+            }
+
             string notAnImage = Path.Combine(folder, "notes.txt");
             File.WriteAllText(notAnImage, "not an image");
             var unreadable = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(notAnImage));
