@@ -19,6 +19,7 @@ public static class BenchmarkRunner
         ("contention", ContentionSuite.Run),
         ("onnx", OnnxSuite.Run),
         ("rmt", RmtSuite.Run),
+        ("streaming", StreamingSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null)

@@ -6,7 +6,7 @@ using Retention.Benchmarks;
 GlibcAllocatorTuning.Apply();
 TorchSharpNative.EnsureLoaded();
 
-var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
+var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };

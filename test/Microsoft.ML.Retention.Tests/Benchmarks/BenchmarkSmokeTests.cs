@@ -15,7 +15,7 @@ public sealed class BenchmarkSmokeTests
             var log = new StringWriter();
             Assert.AreEqual(0, BenchmarkRunner.Run(new[] { "all" }, smoke: true, small: false, output, log));
             string markdown = File.ReadAllText(Path.Combine(output, "results.md"));
-            foreach (var title in new[] { "### Kernel", "### Chunk size", "### Model", "### Training step", "### ML.NET overhead", "### Precision", "### Contention", "### ONNX Runtime", "### RMT against ViR" })
+            foreach (var title in new[] { "### Kernel", "### Chunk size", "### Model", "### Training step", "### ML.NET overhead", "### Precision", "### Contention", "### ONNX Runtime", "### RMT against ViR", "### Streaming" })
                 StringAssert.Contains(markdown, title);
             StringAssert.Contains(markdown, "| 65 | chunkwise C=32 |");
             StringAssert.Contains(markdown, "IDataView Transform (batched)");
@@ -25,7 +25,8 @@ public sealed class BenchmarkSmokeTests
             StringAssert.Contains(markdown, "| ViR-Mini (Fit) | 28² | 128 | training, parallel |");
             StringAssert.Contains(markdown, "| tiny ViR | 28² | 1 | chunkwise C=16 |");
             StringAssert.Contains(markdown, "| RMT-Mini | 8 |");
-            Assert.AreEqual(9, json.RootElement.GetArrayLength());
+            StringAssert.Contains(markdown, "| tiny ViR | 64² | 257 | streaming, 4 rows a band |");
+            Assert.AreEqual(10, json.RootElement.GetArrayLength());
             foreach (var png in new[] { "kernel.png", "chunk-size.png", "model-batch1.png", "model-batch2.png" })
                 Assert.IsTrue(new FileInfo(Path.Combine(output, png)).Length > 10_000, $"{png} is missing or too small to be real");
             Assert.ThrowsExactly<ArgumentException>(() => BenchmarkRunner.Run(new[] { "nope" }, true, false, output, log));
