@@ -46,9 +46,8 @@ public static class PredictCommand
                 prediction = vir.PredictStreaming(file, bandRows, new Progress<double>(done => task.Value = done));
                 task.Value = 1;
             });
-            var top3 = prediction.Score.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{vir.LabelNames[x.i]} {x.p:P1}");
             table.AddRow(Markup.Escape(Path.GetFileName(file)), $"{prediction.Width}×{prediction.Height}", Markup.Escape(prediction.PredictedLabel),
-                Markup.Escape(string.Join(", ", top3)), $"{watch.Elapsed.TotalSeconds:F1} s");
+                Markup.Escape(Top3(prediction.Score, vir.LabelNames)), $"{watch.Elapsed.TotalSeconds:F1} s");
         }
         console.Write(table);
         (model as IDisposable)?.Dispose();
@@ -74,9 +73,12 @@ public static class PredictCommand
         foreach (var file in files)
         {
             var output = engine.Predict(new ImageClassifier.ModelInput { ImageSource = File.ReadAllBytes(file) });
-            var top3 = output.Score.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{classNames[x.i]} {x.p:P1}");
-            table.AddRow(Markup.Escape(Path.GetFileName(file)), Markup.Escape(output.PredictedLabel), Markup.Escape(string.Join(", ", top3)));
+            table.AddRow(Markup.Escape(Path.GetFileName(file)), Markup.Escape(output.PredictedLabel), Markup.Escape(Top3(output.Score, classNames)));
         }
         console.Write(table);
     }
+
+    // "Class 91.2 %, Class 4.0 %, Class 1.1 %": the three most probable classes.
+    private static string Top3(float[] scores, IReadOnlyList<string> classNames) =>
+        string.Join(", ", scores.Select((p, i) => (p, i)).OrderByDescending(x => x.p).Take(3).Select(x => $"{classNames[x.i]} {x.p:P1}"));
 }

@@ -27,7 +27,7 @@ internal sealed class ImageColumn
 {
     private readonly IVisionBackboneConfig _config;
     private readonly long[] _pixelShape;
-    private readonly float[] _mean, _std; // the preprocessing's, one per channel
+    private readonly ImagePlanes _planes;
 
     private ImageColumn(string name, int index, ImageColumnKind kind, IVisionBackboneConfig config, long[] pixelShape, IReadOnlyList<DataViewSchema.Column> context)
     {
@@ -36,9 +36,7 @@ internal sealed class ImageColumn
         Kind = kind;
         _config = config;
         _pixelShape = pixelShape;
-        var channels = Enumerable.Range(0, config.Channels).ToArray();
-        _mean = channels.Select(c => (float)config.Preprocessing.MeanOf(c)).ToArray();
-        _std = channels.Select(c => (float)config.Preprocessing.StdOf(c)).ToArray();
+        _planes = new ImagePlanes(config);
         Context = context;
     }
 
@@ -246,28 +244,7 @@ internal sealed class ImageColumn
     private Tensor FromPixels(ReadOnlySpan<byte> pixels, int height, int width, bool bgra)
     {
         using var scope = NewDisposeScope();
-        return Resize(Planes(pixels, height, width, bgra, _config, _mean, _std)).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// Model input [C, height, width] at the pixels' own size from 4-byte pixels in BGRA or RGBA order, as the config's
-    /// <see cref="ImagePreprocessing"/> says (colour planes, then (value − mean) / std with <paramref name="mean"/> and
-    /// <paramref name="std"/> per channel); resizing is the caller's.
-    /// </summary>
-    public static Tensor Planes(ReadOnlySpan<byte> pixels, int height, int width, bool bgra, IVisionBackboneConfig config, float[] mean, float[] std)
-    {
-        using var scope = NewDisposeScope();
-        var hwc = tensor(pixels.ToArray()).view(height, width, 4).permute(2, 0, 1).to(float32).div_(255);
-        var (r, g, b) = bgra ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
-        var p = config.Preprocessing;
-        var planes = config.Channels switch
-        {
-            1 => (p.LumaRed * r + p.LumaGreen * g + p.LumaBlue * b).unsqueeze(0),
-            3 => stack(new[] { r, g, b }),
-            4 => stack(new[] { r, g, b, hwc[3] }),
-            _ => throw new InvalidOperationException($"Images can feed a model with 1, 3 or 4 channels, but this model has {config.Channels}."),
-        };
-        return planes.sub_(tensor(mean).view(-1, 1, 1)).div_(tensor(std).view(-1, 1, 1)).MoveToOuterDisposeScope();
+        return Resize(_planes.From(pixels, height, width, bgra)).MoveToOuterDisposeScope();
     }
 
     private Tensor Resize(Tensor chw)

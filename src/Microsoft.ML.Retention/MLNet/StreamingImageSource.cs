@@ -15,12 +15,11 @@ internal sealed class StreamingImageSource : IDisposable
 {
     private readonly string _name;
     private readonly SKCodec _codec;
-    private readonly IVisionBackboneConfig _config;
-    private readonly float[] _mean, _std;
+    private readonly ImagePlanes _planes;
     private readonly byte[] _line;
     private GCHandle _pinned; // the decoder writes each line into _line
     private readonly int _fullWidth;
-    private Tensor? _kept;      // rows [_keptFirst, _decoded), [C, rows, Width]
+    private Tensor? _kept;      // rows [_keptFirst, _decoded) as [C, rows, Width]; null when there are none
     private long _keptFirst;
     private long _decoded;
 
@@ -32,7 +31,7 @@ internal sealed class StreamingImageSource : IDisposable
     public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize, long bandPixelRows)
     {
         _name = name;
-        _config = config;
+        _planes = new ImagePlanes(config);
         _codec = SKCodec.Create(stream, out var created)
             ?? throw new InvalidDataException($"'{name}' could not be decoded: it is in no format SkiaSharp reads ({created}).");
         try
@@ -54,9 +53,6 @@ internal sealed class StreamingImageSource : IDisposable
                     $"{_codec.ScanlineOrder} order): SkiaSharp decodes JPEG that way, but not PNG. Convert the image to JPEG, or score it through Transform.");
             _line = new byte[info.Width * 4];
             _pinned = GCHandle.Alloc(_line, GCHandleType.Pinned);
-            var channels = Enumerable.Range(0, config.Channels).ToArray();
-            _mean = channels.Select(c => (float)config.Preprocessing.MeanOf(c)).ToArray();
-            _std = channels.Select(c => (float)config.Preprocessing.StdOf(c)).ToArray();
         }
         catch
         {
@@ -77,26 +73,27 @@ internal sealed class StreamingImageSource : IDisposable
         if (first < _keptFirst || first + count > Height)
             throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' were asked for, but rows before {_keptFirst} are gone and the image has {Height}.");
         using var scope = NewDisposeScope();
-        var fresh = new List<Tensor>();
-        var pixels = new byte[_line.Length * Math.Max(0, first + count - _decoded)];
-        int lines = 0;
-        while (_decoded < first + count)
-        {
-            int got = _codec.GetScanlines(_pinned.AddrOfPinnedObject(), 1, _line.Length);
-            if (got != 1)
-                throw new InvalidDataException($"'{_name}' is truncated or damaged: decoding stopped at pixel row {_decoded} of {_codec.Info.Height}.");
-            Buffer.BlockCopy(_line, 0, pixels, lines * _line.Length, _line.Length);
-            lines++;
-            _decoded++;
-        }
-        if (lines > 0)
-            fresh.Add(ImageColumn.Planes(pixels, lines, _fullWidth, bgra: true, _config, _mean, _std).narrow(2, 0, Width));
-        var kept = _kept is null ? null : _kept.narrow(1, first - _keptFirst, _kept.shape[1] - (first - _keptFirst));
-        var all = kept is null ? cat(fresh, 1) : fresh.Count == 0 ? kept : cat(new[] { kept }.Concat(fresh).ToList(), 1);
+        var held = _decoded < first + count
+            ? (_kept is null ? Decode(first + count - _decoded) : cat(new[] { _kept, Decode(first + count - _decoded) }, 1))
+            : _kept!;
+        // Rows above `first` are never asked for again.
+        var kept = held.narrow(1, first - _keptFirst, _decoded - first).contiguous().DetachFromDisposeScope();
         _kept?.Dispose();
-        _kept = all.contiguous().DetachFromDisposeScope();
-        _keptFirst = first;
+        (_kept, _keptFirst) = (kept, first);
         return _kept.narrow(1, 0, count).unsqueeze(0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The next <paramref name="lines"/> pixel rows as [C, lines, Width].</summary>
+    private Tensor Decode(long lines)
+    {
+        var pixels = new byte[_line.Length * lines];
+        for (long i = 0; i < lines; i++, _decoded++)
+        {
+            if (_codec.GetScanlines(_pinned.AddrOfPinnedObject(), 1, _line.Length) != 1)
+                throw new InvalidDataException($"'{_name}' is truncated or damaged: decoding stopped at pixel row {_decoded} of {_codec.Info.Height}.");
+            Buffer.BlockCopy(_line, 0, pixels, (int)(i * _line.Length), _line.Length);
+        }
+        return _planes.From(pixels, (int)lines, _fullWidth, bgra: true).narrow(2, 0, Width);
     }
 
     public void Dispose()

@@ -40,4 +40,22 @@ internal static class CheckpointChecks
         static string First(List<string> names) => names.Count == 0 ? "none" : string.Join("; ", names.Take(8)) + (names.Count > 8 ? $"; … ({names.Count} in all)" : "");
         return $"Wrong shapes: {First(wrongShape)}. Missing: {First(missing)}. Unexpected: {First(unexpected)}.";
     }
+
+    /// <summary>
+    /// When the checkpoint's head (<c>head.weight</c> [classes, <paramref name="width"/>] and <c>head.bias</c>) has
+    /// another class count than the model's, takes both out of <paramref name="source"/> and <paramref name="targets"/>,
+    /// so the model keeps its newly initialised head; returns whether it did.
+    /// </summary>
+    public static bool LeaveOutHeadOfOtherClassCount(Dictionary<string, Tensor> source, Dictionary<string, Tensor> targets, long width)
+    {
+        if (!source.TryGetValue("head.weight", out var head) || !targets.TryGetValue("head.weight", out var own)
+            || head.dim() != 2 || head.shape[1] != width || head.shape[0] == own.shape[0])
+            return false;
+        foreach (var name in new[] { "head.weight", "head.bias" })
+        {
+            source.Remove(name);
+            targets.Remove(name);
+        }
+        return true;
+    }
 }

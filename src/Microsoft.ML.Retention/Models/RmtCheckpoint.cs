@@ -173,14 +173,7 @@ public static class RmtCheckpoint
     {
         var targets = model.state_dict();
         var source = new Dictionary<string, Tensor>(tensors);
-        bool headReplaced = replaceHeadOfOtherClassCount && source.TryGetValue("head.weight", out var head) && targets.TryGetValue("head.weight", out var own)
-            && head.dim() == 2 && head.shape[1] == model.Config.Projection && head.shape[0] != own.shape[0];
-        if (headReplaced)
-            foreach (var name in new[] { "head.weight", "head.bias" })
-            {
-                source.Remove(name);
-                targets.Remove(name);
-            }
+        bool headReplaced = replaceHeadOfOtherClassCount && CheckpointChecks.LeaveOutHeadOfOtherClassCount(source, targets, model.Config.Projection);
         if (CheckpointChecks.Mismatch(targets.ToDictionary(t => t.Key, t => t.Value.shape), source) is { } mismatch)
             throw new InvalidDataException($"'{path}' does not fit an RMT of this config; nothing was loaded. {mismatch}");
         using var noGrad = no_grad();

@@ -142,16 +142,7 @@ public static class ViRCheckpoint
             source["pos_embed"] = pos!.narrow(1, 1, config.PatchCount);
         }
 
-        bool headReplaced = false;
-        if (replaceHeadOfOtherClassCount && source.TryGetValue("head.weight", out var head) && targets.TryGetValue("head.weight", out var ownHead)
-            && head.dim() == 2 && head.shape[1] == config.Dim && head.shape[0] != ownHead.shape[0])
-        {
-            source.Remove("head.weight");
-            source.Remove("head.bias");
-            targets.Remove("head.weight");
-            targets.Remove("head.bias");
-            headReplaced = true;
-        }
+        bool headReplaced = replaceHeadOfOtherClassCount && CheckpointChecks.LeaveOutHeadOfOtherClassCount(source, targets, config.Dim);
 
         var expected = targets.ToDictionary(t => t.Key, t => t.Value.shape);
         foreach (var (name, decay) in decays) expected[name] = decay.shape;

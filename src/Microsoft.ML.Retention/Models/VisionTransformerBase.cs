@@ -139,14 +139,14 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
         if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
         ChunkSizes.Check(chunkSize, nameof(chunkSize));
+        CheckSize(height, width, nameof(height));
         long p = Config.PatchSize;
-        if (height < p || width < p || height % p != 0 || width % p != 0)
-            throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {height}×{width}.", nameof(height));
         using var scope = NewDisposeScope();
         long gridH = height / p, gridW = width / p;
         var states = blocks.Select(block => block.Retention.InitialState(batch, type, device)).ToArray();
 
-        void Step(Tensor x)
+        // The next tokens through every block, each continuing from its state and leaving the next.
+        Tensor Step(Tensor x)
         {
             for (int i = 0; i < blocks.Count; i++)
             {
@@ -154,6 +154,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
                 states[i].Dispose();
                 (x, states[i]) = (output, next);
             }
+            return x;
         }
 
         for (long first = 0; first < gridH; first += bandRows)
@@ -166,12 +167,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
             foreach (var state in states) state.MoveToOuterDisposeScope();
             progress?.Invoke((double)(first + rows) / gridH);
         }
-        var cls = cls_token.expand(batch, -1, -1);
-        for (int i = 0; i < blocks.Count; i++)
-        {
-            var (output, next) = blocks[i].ForwardStep(cls, states[i], chunkSize);
-            (cls, states[i]) = (output, next);
-        }
+        var cls = Step(cls_token.expand(batch, -1, -1));
         return norm.forward(cls).select(1, 0).MoveToOuterDisposeScope();
     }
 
@@ -249,8 +245,13 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
             throw new ArgumentException($"images must have shape [B, C, H, W], but its shape is {RetentionOps.ShapeOf(images)}.", nameof(images));
         if (images.shape[1] != Config.Channels)
             throw new ArgumentException($"images must have {Config.Channels} channels, but they have {images.shape[1]} (shape {RetentionOps.ShapeOf(images)}).", nameof(images));
-        long h = images.shape[2], w = images.shape[3], p = Config.PatchSize;
-        if (h < p || w < p || h % p != 0 || w % p != 0)
-            throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {h}×{w}.", nameof(images));
+        CheckSize(images.shape[2], images.shape[3], nameof(images));
+    }
+
+    private void CheckSize(long height, long width, string argument)
+    {
+        long p = Config.PatchSize;
+        if (height < p || width < p || height % p != 0 || width % p != 0)
+            throw new ArgumentException($"The image size must be a positive multiple of the patch size {p}, but it is {height}×{width}.", argument);
     }
 }

@@ -56,10 +56,7 @@ public static class RetentionOps
     {
         CheckTokens(q, k, v, rank: 4);
         CheckHeads(decay, q);
-        ArgumentNullException.ThrowIfNull(state, nameof(state));
-        long[] expected = { q.shape[0], q.shape[1], q.shape[3], q.shape[3] };
-        if (!state.shape.SequenceEqual(expected))
-            throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
+        CheckState(state, q);
 
         using var scope = NewDisposeScope();
         long n = q.shape[2];
@@ -68,7 +65,7 @@ public static class RetentionOps
         // γ^(i+1) for the queries, γ^(N−1−j) for the keys: every exponent non-negative, so nothing overflows.
         var queryDecay = (arange(1, n + 1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().mul_(Scale(q)).to(type).unsqueeze(-1);
         var keyDecay = (arange(n - 1, -1, -1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().to(type).unsqueeze(-1);
-        var carried = decay.Gamma(ScalarType.Float64, q.device).log().mul(n).exp_().to(type).view(1, -1, 1, 1);  // γ^N
+        var carried = logGamma.mul(n).exp_().to(type).view(1, -1, 1, 1);                                          // γ^N
 
         var output = Chunkwise(q, k, v, decay, chunkSize).to(type).addcmul_(q.to(type).matmul(state.to(type)), queryDecay, 1);
         var next = state.to(type).mul(carried).add_((k.to(type) * keyDecay).transpose(-1, -2).matmul(v.to(type)));
@@ -268,7 +265,7 @@ public static class RetentionOps
     private static void CheckState(Tensor state, Tensor q)
     {
         ArgumentNullException.ThrowIfNull(state, nameof(state));
-        long[] expected = { q.shape[0], q.shape[1], q.shape[2], q.shape[2] };
+        long[] expected = { q.shape[0], q.shape[1], q.shape[^1], q.shape[^1] }; // [B, H, D, D] for tokens [B, H, D] or [B, H, N, D]
         if (!state.shape.SequenceEqual(expected))
             throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
     }

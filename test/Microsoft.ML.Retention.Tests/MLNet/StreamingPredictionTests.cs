@@ -55,12 +55,9 @@ public sealed class StreamingPredictionTests
             using (var decoded = original.Copy(SKColorType.Bgra8888)) pixels = decoded.Bytes;
 
             // The whole image at its own size, preprocessed as the library does, scored in the chunkwise form.
-            var config = vir.Config;
-            var mean = new[] { (float)config.Preprocessing.MeanOf(0) };
-            var std = new[] { (float)config.Preprocessing.StdOf(0) };
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            var whole = ImageColumn.Planes(pixels, height, width, bgra: true, config, mean, std).narrow(1, 0, 88).narrow(2, 0, 128).unsqueeze(0);
+            var whole = new ImagePlanes(vir.Config).From(pixels, height, width, bgra: true).narrow(1, 0, 88).narrow(2, 0, 128).unsqueeze(0);
             var model = (ViRModel)vir.Model;
             var expectedEmbedding = model.Embed(whole, new RetentionSettings(RetentionMode.Chunkwise, 16));
             var expected = nn.functional.softmax(model.Classify(expectedEmbedding), 1).data<float>().ToArray();
