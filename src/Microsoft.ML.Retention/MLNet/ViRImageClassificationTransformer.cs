@@ -177,7 +177,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>
     /// Classifies one image file at its own resolution, however large, in memory that does not grow with its height: the
-    /// file is decoded a band of <paramref name="bandRows"/> patch rows at a time (JPEG; SkiaSharp does not decode PNG row by row),
+    /// file is decoded a band of <paramref name="bandRows"/> patch rows at a time (JPEG or PNG, not interlaced),
     /// and each band passes through every block before the next is read, each block carrying its retention state
     /// (chunkwise inside a band, with this transformer's chunk size). The scores are the chunkwise form's over the whole
     /// image at that resolution. There is no resize: train the model at the scale (pixels per object) the images have.

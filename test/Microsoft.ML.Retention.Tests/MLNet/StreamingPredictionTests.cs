@@ -7,8 +7,8 @@ using SkiaSharp;
 namespace Microsoft.ML.Retention.Tests;
 
 /// <summary>
-/// PredictStreaming: a JPEG file classified band by band at its own size, as the chunkwise form scores it whole; a PNG
-/// (which SkiaSharp does not decode row by row), a truncated file and a non-image are refused by name.
+/// PredictStreaming: a JPEG or PNG file classified band by band at its own size, as the chunkwise form scores it whole; a
+/// truncated file, an interlaced PNG and a non-image are refused by name.
 /// </summary>
 [TestClass]
 public sealed class StreamingPredictionTests
@@ -90,10 +90,32 @@ public sealed class StreamingPredictionTests
             cancelled.Cancel();
             Assert.ThrowsExactly<OperationCanceledException>(() => vir.PredictStreaming(file, cancellation: cancelled.Token));
 
+            // A PNG of the same pixels (lossless), from a file and from a stream that cannot seek.
             string png = Path.Combine(folder, "photo.png");
             using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Bgra32, pixels)) image.Save(png);
-            var notByRows = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(png));
-            StringAssert.Contains(notByRows.Message, png);
+            foreach (var (what, streamed) in new[]
+            {
+                ("PNG file", vir.PredictStreaming(png, bandRows: 3)),
+                ("PNG stream", vir.PredictStreaming(new ForwardOnlyStream(File.ReadAllBytes(png)), "photo.png", bandRows: 1)),
+            })
+            {
+                double difference = expected.Zip(streamed.Score).Max(p => Math.Abs(p.First - p.Second));
+                Console.WriteLine($"{what}: max |Δprobability| {difference:G3}");
+                Assert.IsTrue(difference < 1e-4, $"{what}: {difference:G3}");
+            }
+            string truncatedPng = Path.Combine(folder, "truncated.png");
+            var pngBytes = File.ReadAllBytes(png);
+            File.WriteAllBytes(truncatedPng, pngBytes.AsSpan(0, pngBytes.Length / 2).ToArray());
+            var brokenPng = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(truncatedPng));
+            Console.WriteLine(brokenPng.Message);
+            StringAssert.Contains(brokenPng.Message, truncatedPng);
+            StringAssert.Matches(brokenPng.Message, new System.Text.RegularExpressions.Regex("pixel row [1-9][0-9]* of 90"));
+
+            string interlaced = Path.Combine(folder, "interlaced.png");
+            File.WriteAllBytes(interlaced, InterlacedPng.Grey(16, 16));
+            var adam7 = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(interlaced));
+            StringAssert.Contains(adam7.Message, interlaced);
+            StringAssert.Contains(adam7.Message, "interlaced");
 
             string truncated = Path.Combine(folder, "truncated.jpg");
             var bytes = File.ReadAllBytes(file);
@@ -125,6 +147,15 @@ public sealed class StreamingPredictionTests
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    // A network stream, say: read once, front to back.
+    private sealed class ForwardOnlyStream(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+        public override long Seek(long offset, SeekOrigin loc) => throw new NotSupportedException();
+        public override long Position { get => base.Position; set => throw new NotSupportedException(); }
+        public override long Length => throw new NotSupportedException();
     }
 
     // Progress<T> reports on the thread pool; the test wants the reports in order, on this thread.
