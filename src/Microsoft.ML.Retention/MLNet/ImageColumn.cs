@@ -17,6 +17,9 @@ internal enum ImageColumnKind
 
     /// <summary>A float vector of known size laid out as [C, H, W], from ExtractPixels.</summary>
     Pixels,
+
+    /// <summary>Image file paths (text): read as LoadImages reads them, or streamed from the file in the recurrent form.</summary>
+    Path,
 }
 
 /// <summary>
@@ -59,6 +62,7 @@ internal sealed class ImageColumn
     public static ImageColumnKind KindOf(string name, DataViewType type)
     {
         if (type is ImageDataViewType) return ImageColumnKind.Image;
+        if (type is TextDataViewType) return ImageColumnKind.Path;
         if (type is VectorDataViewType { ItemType: var item } vector)
         {
             if (item == NumberDataViewType.Byte) return ImageColumnKind.EncodedBytes;
@@ -66,7 +70,7 @@ internal sealed class ImageColumn
         }
         throw new ArgumentOutOfRangeException(nameof(name), type,
             $"Column '{name}' must hold images: an image (LoadImages), encoded image bytes (LoadRawImageBytes or byte[]), " +
-            $"or a float vector of known size [C, H, W] (ExtractPixels); but its type is {type}.");
+            $"a float vector of known size [C, H, W] (ExtractPixels), or image file paths (text); but its type is {type}.");
     }
 
     /// <summary>Finds and checks the column in <paramref name="schema"/> for a model of shape <paramref name="config"/>.</summary>
@@ -129,6 +133,16 @@ internal sealed class ImageColumn
                     return FromPixels(image.Pixels, image.Height, image.Width, image.PixelFormat == MLPixelFormat.Bgra32);
                 };
             }
+            case ImageColumnKind.Path:
+            {
+                var path = PathReader(row);
+                return () =>
+                {
+                    string file = path();
+                    using var stream = Open(row, file);
+                    return Decode(row, SKCodec.Create(stream), $"file '{file}'");
+                };
+            }
             case ImageColumnKind.EncodedBytes:
             {
                 var getter = row.GetGetter<VBuffer<byte>>(row.Schema[Index]);
@@ -137,7 +151,8 @@ internal sealed class ImageColumn
                 {
                     Read(row, () => getter(ref bytes));
                     if (bytes.Length == 0) throw BadImage(row, "it has no bytes");
-                    return Decode(row, bytes.DenseValues().ToArray());
+                    using var data = SKData.CreateCopy(bytes.DenseValues().ToArray());
+                    return Decode(row, SKCodec.Create(data), $"{bytes.Length} bytes");
                 };
             }
             default:
@@ -152,6 +167,54 @@ internal sealed class ImageColumn
                     return Resize(tensor(dense).view(_pixelShape));
                 };
             }
+        }
+    }
+
+    /// <summary>The current row's file path, for a <see cref="ImageColumnKind.Path"/> column.</summary>
+    public Func<string> PathReader(DataViewRow row)
+    {
+        var getter = row.GetGetter<ReadOnlyMemory<char>>(row.Schema[Index]);
+        var text = default(ReadOnlyMemory<char>);
+        return () =>
+        {
+            getter(ref text);
+            var path = text.ToString();
+            if (string.IsNullOrWhiteSpace(path)) throw BadImage(row, "its image path is empty");
+            return path;
+        };
+    }
+
+    /// <summary>
+    /// Streams the current row's file through <paramref name="score"/>; a file that fails to open or decode becomes a
+    /// bad image of this row, naming the column and the row beside the file.
+    /// </summary>
+    public Func<T> FileStreamer<T>(DataViewRow row, Func<Stream, string, T> score)
+    {
+        var path = PathReader(row);
+        return () =>
+        {
+            string file = path();
+            using var stream = Open(row, file);
+            try
+            {
+                return score(stream, file);
+            }
+            catch (InvalidDataException e)
+            {
+                throw BadImage(row, e.Message.TrimEnd('.'), e);
+            }
+        };
+    }
+
+    private Stream Open(DataViewRow row, string file)
+    {
+        try
+        {
+            return File.OpenRead(file);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw BadImage(row, $"file '{file}' could not be opened: {e.GetType().Name}: {e.Message.TrimEnd('.')}", e);
         }
     }
 
@@ -221,23 +284,25 @@ internal sealed class ImageColumn
     }
 
     /// <summary>
-    /// Decodes encoded bytes as MLImage does (SkiaSharp, premultiplied where the image has alpha), but reads the
+    /// Decodes an encoded image as MLImage does (SkiaSharp, premultiplied where the image has alpha), but reads the
     /// header's size first, so an image over the pixel limit is refused before anything is decoded, and a decode
     /// that ran out of input (a truncated file) is an unreadable image, not one with a blank bottom.
     /// </summary>
-    private Tensor Decode(DataViewRow row, byte[] bytes)
+    /// <param name="row">The row, for errors.</param>
+    /// <param name="created">The decoder over the image, or null when SkiaSharp knows no such format; disposed here.</param>
+    /// <param name="what">The encoded image, for errors: its size in bytes, or its file.</param>
+    private Tensor Decode(DataViewRow row, SKCodec? created, string what)
     {
-        using var data = SKData.CreateCopy(bytes);
-        using var codec = SKCodec.Create(data) ?? throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes in no format SkiaSharp reads)");
+        using var codec = created ?? throw BadImage(row, $"it could not be decoded ({what} in no format SkiaSharp reads)");
         var info = codec.Info;
         CheckPixelCount(row, info.Width, info.Height);
         var target = new SKImageInfo(info.Width, info.Height, SKColorType.Bgra8888,
             info.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Premul);
         var result = codec.GetPixels(target, out byte[] pixels);
         if (result == SKCodecResult.IncompleteInput)
-            throw BadImage(row, $"it is truncated: its {bytes.Length} bytes end before the {info.Width}×{info.Height} image does");
+            throw BadImage(row, $"it is truncated: its data ({what}) ends before the {info.Width}×{info.Height} image does");
         if (result != SKCodecResult.Success)
-            throw BadImage(row, $"it could not be decoded ({bytes.Length} bytes, {info.Width}×{info.Height}: {result})");
+            throw BadImage(row, $"it could not be decoded ({what}, {info.Width}×{info.Height}: {result})");
         return FromPixels(pixels, info.Height, info.Width, bgra: true);
     }
 

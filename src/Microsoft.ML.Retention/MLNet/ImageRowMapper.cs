@@ -40,7 +40,7 @@ internal sealed class ImageRowMapper : IRowToRowMapper
         private readonly ImageRowMapper _mapper;
         private readonly DataViewRow _input;
         private readonly HashSet<int> _active;
-        private readonly Func<Tensor> _readImage;
+        private readonly Func<ScoredBatch> _score;
         private readonly Delegate[] _outputGetters;
         private ScoredBatch? _scored;
         private long _scoredPosition = -1;
@@ -50,7 +50,14 @@ internal sealed class ImageRowMapper : IRowToRowMapper
             _mapper = mapper;
             _input = input;
             _active = active;
-            _readImage = mapper._images.Reader(input);
+            var parent = mapper._parent;
+            if (parent.StreamsFiles(mapper._images))
+                _score = mapper._images.FileStreamer(input, parent.ScoreFile); // one large image: every core, band by band
+            else
+            {
+                var readImage = mapper._images.Reader(input);
+                _score = () => SingleRowThreads.Run(() => parent.Score(new[] { readImage() }));
+            }
             _outputGetters = ScoredBatch.Getters(() => (Current(), 0), mapper._parent.Architecture.EmbeddingDim);
         }
 
@@ -78,7 +85,7 @@ internal sealed class ImageRowMapper : IRowToRowMapper
             if (_scored is null || _scoredPosition != _input.Position)
             {
                 using var scope = NewDisposeScope();
-                _scored = SingleRowThreads.Run(() => _mapper._parent.Score(new[] { _readImage() }));
+                _scored = _score();
                 _scoredPosition = _input.Position;
             }
             return _scored;

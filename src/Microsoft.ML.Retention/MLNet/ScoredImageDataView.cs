@@ -48,6 +48,7 @@ internal sealed class ScoredImageDataView : IDataView
         private readonly DataViewRowCursor _main;
         private readonly DataViewRowCursor? _lookahead;
         private readonly Func<Tensor>? _readImage;
+        private readonly Func<ScoredBatch>? _streamFile; // a path column in the recurrent form: one file at a time, band by band
         private readonly Action<float[], int>? _copyPixels;
         private float[]? _pixelBuffer;
         private readonly int _pixelsPerImage;
@@ -62,6 +63,8 @@ internal sealed class ScoredImageDataView : IDataView
             _main = main;
             _lookahead = lookahead;
             _readImage = lookahead is null ? null : view._images.Reader(lookahead);
+            if (lookahead is not null && view._parent.StreamsFiles(view._images))
+                _streamFile = view._images.FileStreamer(lookahead, view._parent.ScoreFile);
             // Pixel vectors at the model's size go straight into one batch buffer: no tensor per row.
             if (lookahead is not null && view._images.DirectPixelCount is int perImage)
             {
@@ -108,6 +111,7 @@ internal sealed class ScoredImageDataView : IDataView
         private ScoredBatch ScoreNextBatch()
         {
             using var scope = NewDisposeScope();
+            if (_streamFile is not null) return _lookahead!.MoveNext() ? _streamFile() : throw new InvalidOperationException("The image cursor ended before the rows did.");
             if (_copyPixels is not null) return ScoreNextPixelBatch();
             var images = new List<Tensor>();
             while (images.Count < _view._parent.BatchSize && _lookahead!.MoveNext()) images.Add(_readImage!());

@@ -130,10 +130,11 @@ public sealed partial class ViRImageClassificationTrainer : IEstimator<ViRImageC
             throw new ArgumentOutOfRangeException(nameof(inputSchema), _options.FeatureColumnName, $"Image column '{_options.FeatureColumnName}' was not found in the input.");
         bool isImage = features.ItemType is ImageDataViewType
             || (features.Kind != SchemaShape.Column.VectorKind.Scalar && features.ItemType == NumberDataViewType.Byte)
-            || (features.Kind == SchemaShape.Column.VectorKind.Vector && features.ItemType == NumberDataViewType.Single);
+            || (features.Kind == SchemaShape.Column.VectorKind.Vector && features.ItemType == NumberDataViewType.Single)
+            || (features.Kind == SchemaShape.Column.VectorKind.Scalar && features.ItemType is TextDataViewType);
         if (!isImage)
             throw new ArgumentOutOfRangeException(nameof(inputSchema), features.ItemType,
-                $"Column '{_options.FeatureColumnName}' must hold images (LoadImages, LoadRawImageBytes or a known-size float vector), but its type is {features.Kind} {features.ItemType}.");
+                $"Column '{_options.FeatureColumnName}' must hold images (LoadImages, LoadRawImageBytes, a known-size float vector, or image file paths), but its type is {features.Kind} {features.ItemType}.");
 
         var outputs = inputSchema.ToDictionary(c => c.Name);
         var (score, predicted) = ScoreColumnAnnotations.Shapes(_options.ScoreColumnName, _options.PredictedLabelColumnName, label);

@@ -16,7 +16,8 @@ internal sealed record ViRColumns(string Features, string Score, string Predicte
 /// A trained ViR image classifier. It adds Score (class probabilities), PredictedLabel (a key with
 /// the label names) and, if asked for, the [class] embedding. <see cref="ITransformer.Transform"/>
 /// scores in batches; a PredictionEngine scores single rows. Choose the retention form with
-/// <see cref="WithRetentionMode"/> (every form gives the same scores) and the number format with <see cref="WithPrecision"/>.
+/// <see cref="WithRetentionMode"/> (every form gives the same scores for the same pixels) and the number format with
+/// <see cref="WithPrecision"/>.
 /// </summary>
 public sealed partial class ViRImageClassificationTransformer : ITransformer, IDisposable
 {
@@ -86,7 +87,9 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     /// <summary>
     /// A transformer that shares these weights and predicts with retention in <paramref name="mode"/> (chunk size:
     /// <paramref name="chunkSize"/>, or this transformer's). Dispose it when done; the weights live until every
-    /// transformer sharing them is disposed.
+    /// transformer sharing them is disposed. On an image column of file paths, a ViR's recurrent form streams each file
+    /// band by band at its own size (as <see cref="PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>);
+    /// the other forms read the file whole and resize it to the model's resolution.
     /// </summary>
     public ViRImageClassificationTransformer WithRetentionMode(RetentionMode mode, int? chunkSize = null)
     {
@@ -206,6 +209,33 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
+        var (scored, height, width) = ScoreStreaming(stream, name, bandRows, progress, cancellation, withEmbedding: true);
+        return new ViRStreamingPrediction(LabelNames[(int)scored.PredictedKeys[0] - 1], scored.Probabilities, scored.Embeddings!, height, width);
+    }
+
+    /// <summary>Patch rows per band when an image column of file paths is streamed (<see cref="StreamsFiles"/>).</summary>
+    internal const int ColumnBandRows = 4;
+
+    /// <summary>
+    /// True when <paramref name="images"/> is a column of file paths that this transformer streams: the recurrent form of a
+    /// ViR. The other forms, and an RMT, read each file whole and resize it to the model's resolution.
+    /// </summary>
+    internal bool StreamsFiles(ImageColumn images) =>
+        images.Kind == ImageColumnKind.Path && Retention.Mode == RetentionMode.Recurrent && Architecture is ViRConfig;
+
+    /// <summary>A file of an image column scored band by band (<see cref="StreamsFiles"/>); <c>mlContext.CancelExecution()</c> stops it between bands.</summary>
+    internal ScoredBatch ScoreFile(Stream stream, string file) =>
+        ScoreStreaming(stream, file, ColumnBandRows, new BandCheck(_host), default, Columns.Embedding is not null).Scored;
+
+    private sealed class BandCheck(IHost host) : IProgress<double>
+    {
+        public void Report(double value) => host.CheckAlive();
+    }
+
+    /// <summary>One encoded image scored band by band at its own resolution (see <see cref="PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>).</summary>
+    internal (ScoredBatch Scored, long Height, long Width) ScoreStreaming(Stream stream, string name, int bandRows, IProgress<double>? progress,
+        CancellationToken cancellation, bool withEmbedding)
+    {
         ThrowIfDisposed();
         using var use = _shared.Use() ?? throw DisposedError();
         var model = _shared.For(Precision).Module as ViRModel
@@ -217,9 +247,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         var type = model.parameters().First().dtype;
         var embedding = model.EmbedStreaming((first, count) => source.Rows(first, count).to(Device).to(type), 1, source.Height, source.Width, type, Device,
             bandRows, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);
-        var probabilities = nn.functional.softmax(model.Classify(embedding).to(float32), 1).cpu().data<float>().ToArray();
-        int best = Array.IndexOf(probabilities, probabilities.Max());
-        return new ViRStreamingPrediction(LabelNames[best], probabilities, embedding.to(float32).cpu().data<float>().ToArray(), source.Height, source.Width);
+        return (Scored(embedding, model.Classify(embedding), withEmbedding), source.Height, source.Width);
     }
 
     /// <summary>A transformer around weights from elsewhere (a safetensors checkpoint); it owns <paramref name="model"/>.</summary>
@@ -295,11 +323,16 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         var model = _shared.For(Precision);
         var batch = images.to(Device).to(model.Module.parameters().First().dtype);
         var embedding = model.Embed(batch, Retention);
-        var probabilities = nn.functional.softmax(model.Classify(embedding).to(float32), 1).cpu();
+        return Scored(embedding, model.Classify(embedding), Columns.Embedding is not null);
+    }
+
+    private ScoredBatch Scored(Tensor embedding, Tensor logits, bool withEmbedding)
+    {
+        var probabilities = nn.functional.softmax(logits.to(float32), 1).cpu();
         var predicted = probabilities.argmax(1).to(int32).add_(1); // keys are 1-based
-        return new ScoredBatch((int)images.shape[0], LabelNames.Count, probabilities.data<float>().ToArray(),
+        return new ScoredBatch((int)logits.shape[0], LabelNames.Count, probabilities.data<float>().ToArray(),
             predicted.data<int>().ToArray().Select(k => (uint)k).ToArray(),
-            Columns.Embedding is null ? null : embedding.to(float32).cpu().data<float>().ToArray());
+            withEmbedding ? embedding.to(float32).cpu().data<float>().ToArray() : null);
     }
 
     /// <summary>

@@ -38,7 +38,7 @@ public sealed class BadInputTests
     {
         var ml = new MLContext(seed: 1);
         var data = TinyFit.Images(ml);
-        Throws<ArgumentOutOfRangeException>(() => TinyFit.Fit(ml, data, featureColumn: "ImagePath"), "'ImagePath'", "must hold images", "String");
+        Throws<ArgumentOutOfRangeException>(() => TinyFit.Fit(ml, data, featureColumn: "Label"), "'Label'", "must hold images", "Key");
     }
 
     [TestMethod]

@@ -226,6 +226,7 @@ public sealed class PackageConsumerTests
         Assert.AreEqual("RMT", Value("rmt backbone"));
         Assert.AreEqual(0.0, double.Parse(Value("max |rmt loaded - rmt trained|"), CultureInfo.InvariantCulture), "model.zip keeps an RMT exactly");
         Assert.IsTrue(long.Parse(Value("rmt onnx").Split(' ')[0], CultureInfo.InvariantCulture) > 1_000_000, "rmt.onnx should hold the weights");
+        Assert.IsTrue(double.Parse(Value("max |streamed path column - parallel|"), CultureInfo.InvariantCulture) <= 1e-4, Value("max |streamed path column - parallel|"));
     }
 
     private static string Sha256(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));

@@ -101,6 +101,21 @@ rmtLoaded.ExportToOnnx(Path.Combine(work, "rmt.onnx"));
 Console.WriteLine($"rmt backbone: {((IEnumerable<ITransformer>)rmtLoaded).OfType<ViRImageClassificationTransformer>().Single().Architecture.Backbone}");
 Console.WriteLine($"max |rmt loaded - rmt trained|: {rmtScores.Zip(rmtBefore).Max(p => p.First.Score.Zip(p.Second.Score).Max(s => Math.Abs(s.First - s.Second))):E2}");
 Console.WriteLine($"rmt onnx: {new FileInfo(Path.Combine(work, "rmt.onnx")).Length} bytes");
+
+// The README's streaming pipeline: an image column of file paths, streamed file by file in the recurrent form.
+List<ImageRow> Absolute(List<ImageRow> rows) => rows.Select(r => new ImageRow { ImagePath = Path.Combine(imageFolder, r.ImagePath), Label = r.Label }).ToList();
+var pathPipeline = ml.Transforms.Conversion.MapValueToKey("Label")
+    .Append(ml.MulticlassClassification.Trainers.ViR(new ViRImageClassificationTrainer.Options { FeatureColumnName = "ImagePath", Architecture = ViRConfig.Mini, MaxEpoch = 1 }))
+    .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedLabel"));
+ITransformer pathModel = pathPipeline.Fit(ml.Data.LoadFromEnumerable(Absolute(Rows("train", 10))));
+var pathTest = Absolute(testRows);
+var pathParallel = ml.Data.CreateEnumerable<Prediction>(pathModel.Transform(ml.Data.LoadFromEnumerable(pathTest)), reuseRowObject: false).ToList();
+using (var streamingModel = (IDisposable)pathModel.WithRetentionMode(RetentionMode.Recurrent))
+using (var engine = ml.Model.CreatePredictionEngine<ImageRow, Prediction>((ITransformer)streamingModel))
+{
+    var streamed = pathTest.Select(engine.Predict).Select(p => p.Score.ToArray()).ToList();
+    Console.WriteLine($"max |streamed path column - parallel|: {streamed.Zip(pathParallel).Max(p => p.First.Zip(p.Second.Score).Max(s => Math.Abs(s.First - s.Second))):E2}");
+}
 return 0;
 
 public sealed class ImageRow
