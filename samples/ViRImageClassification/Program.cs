@@ -83,7 +83,7 @@ var model = new Option<string>("--model") { Description = "The model.zip to load
 var predictMode = new Option<RetentionMode?>("--mode") { Description = "Retention form to predict in: Parallel, Recurrent or Chunkwise. Default: as trained." };
 var predictChunk = new Option<int?>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count. Default: as trained." };
 var images = new Argument<string[]>("images") { Description = "Image files or folders to classify.", Arity = ArgumentArity.OneOrMore };
-var stream = new Option<bool>("--stream") { Description = "Classify each JPEG at its own resolution, band by band, in memory that does not grow with its height (ViR)." };
+var stream = new Option<bool>("--stream") { Description = "Classify each JPEG or PNG at its own resolution, band by band, in memory that does not grow with its height (ViR)." };
 var bandRows = new Option<int>("--band-rows") { Description = "With --stream: patch rows per band.", DefaultValueFactory = _ => 4 };
 var predict = new Command("predict", "Classify images with a saved model.zip and print the top-3 classes.") { model, predictMode, predictChunk, stream, bandRows, images };
 predict.SetAction(parsed => parsed.GetValue(stream)
@@ -91,11 +91,11 @@ predict.SetAction(parsed => parsed.GetValue(stream)
     : PredictCommand.Run(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(predictMode), parsed.GetValue(predictChunk), AnsiConsole.Console));
 root.Subcommands.Add(predict);
 
-var makeOut = new Option<string>("--out") { Description = "The JPEG to write.", DefaultValueFactory = _ => Path.Combine("vir-output", "large.jpg") };
-var tiles = new Option<int>("--tiles") { Description = "Fashion-MNIST images per side (28 pixels each).", DefaultValueFactory = _ => 64 };
+var makeOut = new Option<string>("--out") { Description = "The image to write: .jpg or .png.", DefaultValueFactory = _ => Path.Combine("vir-output", "large.jpg") };
+var makeSize = new Option<int>("--size") { Description = "Pixels per side (Fashion-MNIST images of 28 pixels, the last ones cut).", DefaultValueFactory = _ => 1792 };
 var makeData = new Option<string>("--data") { Description = "Where the images to tile are.", DefaultValueFactory = _ => Path.Combine(TrainSettings.DefaultData, "test") };
-var makeImage = new Command("make-image", "Write a large JPEG of tiled Fashion-MNIST images, to try predict --stream on.") { makeOut, tiles, makeData };
-makeImage.SetAction(parsed => MakeImageCommand.Run(parsed.GetValue(makeOut)!, parsed.GetValue(tiles), parsed.GetValue(makeData)!, AnsiConsole.Console));
+var makeImage = new Command("make-image", "Write a large image (JPEG or PNG) of tiled Fashion-MNIST images, to try predict --stream on.") { makeOut, makeSize, makeData };
+makeImage.SetAction(parsed => MakeImageCommand.Run(parsed.GetValue(makeOut)!, parsed.GetValue(makeSize), parsed.GetValue(makeData)!, AnsiConsole.Console));
 root.Subcommands.Add(makeImage);
 
 var weights = new Option<string>("--weights") { Description = "A safetensors checkpoint from the PyTorch twin (python/vir) or an export.", Required = true };

@@ -70,11 +70,16 @@ public sealed class ImageClassificationSampleTests
         {
             TrainCommand.Run(new TrainSettings { MaxImagesPerClass = 12, Epochs = 1, BatchSize = 32, Output = output, Device = ViRDevice.Cpu }, console);
             string large = Path.Combine(output, "large.jpg");
-            Assert.AreEqual(0, MakeImageCommand.Run(large, 9, Path.Combine(TrainSettings.DefaultData, "test"), console));
-            Assert.AreEqual(0, PredictCommand.RunStreaming(Path.Combine(output, "model.zip"), new[] { large }, 2, console));
+            string png = Path.Combine(output, "large.png");
+            Assert.AreEqual(0, MakeImageCommand.Run(large, 252, Path.Combine(TrainSettings.DefaultData, "test"), console));
+            Assert.AreEqual(0, MakeImageCommand.Run(png, 250, Path.Combine(TrainSettings.DefaultData, "test"), console));
+            Assert.AreEqual(0, PredictCommand.RunStreaming(Path.Combine(output, "model.zip"), new[] { large, png }, 2, console));
+            Console.WriteLine(text);
             StringAssert.Contains(text.ToString(), "252×252 pixels, 9×9 Fashion-MNIST images");
+            StringAssert.Contains(text.ToString(), "250×250 pixels, 9×9 Fashion-MNIST images");
             StringAssert.Contains(text.ToString(), "Streamed predictions");
             StringAssert.Contains(text.ToString(), "252×252");
+            StringAssert.Contains(text.ToString(), "248×248"); // the PNG, cut to whole 4-pixel patches
         }
         finally
         {
