@@ -20,9 +20,11 @@ public static class BenchmarkRunner
         ("onnx", OnnxSuite.Run),
         ("rmt", RmtSuite.Run),
         ("streaming", StreamingSuite.Run),
+        ("reach", ReachSuite.Run),
     };
 
-    public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null)
+    public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null,
+        string[]? streamingImages = null)
     {
         var unknown = suites.Where(s => s != "all" && Suites.All(x => x.Name != s)).ToList();
         if (unknown.Count > 0)
@@ -30,6 +32,7 @@ public static class BenchmarkRunner
         var settings = smoke ? BenchmarkSettings.SmokeTest
             : small ? new BenchmarkSettings { ModelName = "ViR-S vs ViT-S", ModelConfig = ViRConfig.Small } : new BenchmarkSettings();
         if (resolutions is { Length: > 0 }) settings = settings with { Resolutions = resolutions };
+        if (streamingImages is { Length: > 0 }) settings = settings with { StreamingImages = streamingImages };
 
         string header = $"Run on {Cpu()}, {Environment.ProcessorCount} cores, {get_num_threads()} libtorch threads, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC{(smoke ? " (smoke sizes)" : "")}.\n\n";
         log.Write(header);

@@ -18,6 +18,9 @@ public sealed record BenchmarkSettings
     public string ModelName { get; init; } = "ViR-Ti vs ViT-Ti";
     public ViRConfig ModelConfig { get; init; } = ViRConfig.Tiny;
     public int[] Resolutions { get; init; } = { 224, 384, 512, 768, 1024, 2048 };
+    public int[] StreamingSizes { get; init; } = { 1024, 2048, 4096, 8192 };
+    /// <summary>Image files the streaming suite classifies, each in a fresh process (made by the sample's make-image).</summary>
+    public string[] StreamingImages { get; init; } = Array.Empty<string>();
     public int MaxQuadraticResolution { get; init; } = 1024;
     public int MaxViTResolutionAtBatch1 { get; init; } = 2048;
     public int[] ModelBatches { get; init; } = { 1, 8 };
@@ -53,6 +56,7 @@ public sealed record BenchmarkSettings
         ModelName = "tiny ViR vs ViT",
         ModelConfig = ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 },
         Resolutions = new[] { 28, 56 },
+        StreamingSizes = new[] { 64 },
         MaxQuadraticResolution = 28,
         MaxViTResolutionAtBatch1 = 56,
         ModelBatches = new[] { 1, 2 },

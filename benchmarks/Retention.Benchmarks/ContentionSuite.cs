@@ -39,7 +39,7 @@ public static class ContentionSuite
         foreach (var (policy, spinCount) in new[] { ("libgomp's spin count (300,000)", "300000"), ("the library's (GOMP_SPINCOUNT=1000)", (string?)null) })
         {
             double alone = FitRateInChild(epochs, fitRows, spinCount);
-            using var other = Child(new[] { "competing-fit", "--seconds", settings.Smoke ? "20" : "120", "--rows", $"{fitRows}" }, spinCount);
+            using var other = SelfProcess.Start(new[] { "competing-fit", "--seconds", settings.Smoke ? "20" : "120", "--rows", $"{fitRows}" }, Spin(spinCount));
             Thread.Sleep(TimeSpan.FromSeconds(settings.Smoke ? 2 : 8)); // its start-up, so both really fit at once
             double beside = FitRateInChild(epochs, fitRows, spinCount);
             if (!other.HasExited) other.Kill(entireProcessTree: true);
@@ -72,24 +72,11 @@ public static class ContentionSuite
         return 0;
     }
 
-    private static double FitRateInChild(int epochs, int rows, string? spinCount)
-    {
-        using var child = Child(new[] { "fit-rate", "--epochs", $"{epochs}", "--rows", $"{rows}" }, spinCount);
-        string output = child.StandardOutput.ReadToEnd();
-        child.WaitForExit();
-        return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
-    }
+    private static double FitRateInChild(int epochs, int rows, string? spinCount) =>
+        double.Parse(SelfProcess.Run(new[] { "fit-rate", "--epochs", $"{epochs}", "--rows", $"{rows}" }, Spin(spinCount)).Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
 
-    private static Process Child(IEnumerable<string> args, string? spinCount)
-    {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet") { RedirectStandardOutput = true };
-        start.ArgumentList.Add(typeof(ContentionSuite).Assembly.Location);
-        foreach (var arg in args) start.ArgumentList.Add(arg);
-        start.Environment.Remove("GOMP_SPINCOUNT");
-        start.Environment.Remove("OMP_WAIT_POLICY");
-        if (spinCount is not null) start.Environment["GOMP_SPINCOUNT"] = spinCount;
-        return Process.Start(start)!;
-    }
+    private static Dictionary<string, string> Spin(string? spinCount) =>
+        spinCount is null ? new() : new() { ["GOMP_SPINCOUNT"] = spinCount };
 
     private static double Serve(MLContext ml, ITransformer model, List<SyntheticPixels.PixelRow> rows, int serving, int perThread)
     {

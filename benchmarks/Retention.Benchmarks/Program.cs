@@ -6,13 +6,15 @@ using Retention.Benchmarks;
 GlibcAllocatorTuning.Apply();
 TorchSharpNative.EnsureLoaded();
 
-var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
+var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming, reach or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };
 var resolutions = new Option<int[]>("--resolutions") { Description = "Model suite: only these image sides (default: 224 to 2048).", AllowMultipleArgumentsPerToken = true };
-var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention and ONNX Runtime.") { suite, smoke, output, small, resolutions };
-root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out, parsed.GetValue(resolutions)));
+var streamImages = new Option<string[]>("--stream-images") { Description = "Streaming suite: image files to classify, each in a fresh process (make them with the sample's make-image).", AllowMultipleArgumentsPerToken = true };
+var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention and ONNX Runtime.") { suite, smoke, output, small, resolutions, streamImages };
+root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out, parsed.GetValue(resolutions),
+    parsed.GetValue(streamImages)));
 
 // The contention suite's other process: fits in a loop on the same cores.
 var seconds = new Option<int>("--seconds") { Description = "How long to keep fitting.", DefaultValueFactory = _ => 60 };
@@ -26,4 +28,11 @@ var fitRate = new Command("fit-rate", "Fit ViR-Mini once and print the last epoc
 fitRate.Hidden = true;
 fitRate.SetAction(parsed => ContentionSuite.FitRate(parsed.GetValue(fitEpochs), parsed.GetValue(rows)));
 root.Subcommands.Add(fitRate);
+// The streaming suite's child process: one file classified by PredictStreaming.
+var weightsFile = new Option<string>("--weights") { Required = true };
+var imageFile = new Option<string>("--image") { Required = true };
+var streamFile = new Command("stream-file", "Classify one image file band by band and print width, height, seconds and peak MiB (the streaming suite's child process).") { weightsFile, imageFile };
+streamFile.Hidden = true;
+streamFile.SetAction(parsed => StreamingSuite.StreamFile(parsed.GetValue(weightsFile)!, parsed.GetValue(imageFile)!));
+root.Subcommands.Add(streamFile);
 return root.Parse(args).Invoke();
