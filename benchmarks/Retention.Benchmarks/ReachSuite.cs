@@ -1,5 +1,6 @@
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;

@@ -16,11 +16,9 @@ namespace Retention.Benchmarks;
 /// </summary>
 public static class StreamingSuite
 {
-    private const int BandRows = 4;
-
     public static ResultTable Run(BenchmarkSettings settings)
     {
-        var table = new ResultTable("streaming", $"Streaming ({BandRows} patch rows a band) against the chunkwise form over the whole image, batch 1",
+        var table = new ResultTable("streaming", $"Streaming (bands of {ViRModel.DefaultBandTokens} tokens) against the chunkwise form over the whole image, batch 1",
             "model", "image", "tokens", "form", "images/s", "÷ chunkwise", "µs per token", "peak rise MiB", "process peak MiB");
         var (config, name) = settings.Smoke ? (ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 }, "tiny ViR") : (ViRConfig.Tiny, "ViR-Ti");
         config = config with { DropPath = 0 };
@@ -43,7 +41,7 @@ public static class StreamingSuite
             var streamed = Harness.Run(() =>
             {
                 using var s = NewDisposeScope();
-                model.EmbedStreaming(Rows, 1, size, size, BandRows);
+                model.EmbedStreaming(Rows, 1, size, size);
             }, minRepeats: repeats, maxRepeats: Math.Max(repeats, 9), budgetSeconds: settings.BudgetSeconds);
             long tokens = Tokens(config, size, size);
             double chunkRate = 1000 / chunkwise.MedianMs, streamRate = 1000 / streamed.MedianMs;
@@ -93,7 +91,7 @@ public static class StreamingSuite
         var ml = new MLContext(seed: 0);
         using var vir = ml.Model.LoadViRWeights(weights);
         var watch = Stopwatch.StartNew();
-        var prediction = vir.PredictStreaming(image, BandRows);
+        var prediction = vir.PredictStreaming(image);
         double seconds = watch.Elapsed.TotalSeconds;
         long peakKiB = long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);

@@ -27,10 +27,10 @@ public static class PredictCommand
     }
 
     /// <summary>
-    /// Classifies each JPEG at its own resolution, band by band (<see cref="ViRImageClassificationTransformer.PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>),
+    /// Classifies each JPEG or PNG at its own resolution, band by band (<see cref="ViRImageClassificationTransformer.PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>),
     /// with a progress bar per image.
     /// </summary>
-    public static int RunStreaming(string modelPath, IReadOnlyList<string> paths, int bandRows, IAnsiConsole console)
+    public static int RunStreaming(string modelPath, IReadOnlyList<string> paths, int bandTokens, IAnsiConsole console)
     {
         var ml = new MLContext();
         ITransformer model = ml.Model.Load(modelPath, out _);
@@ -43,7 +43,7 @@ public static class PredictCommand
             console.Progress().Start(context =>
             {
                 var task = context.AddTask(Markup.Escape(Path.GetFileName(file)), maxValue: 1);
-                prediction = vir.PredictStreaming(file, bandRows, new Progress<double>(done => task.Value = done));
+                prediction = vir.PredictStreaming(file, bandTokens, new Progress<double>(done => task.Value = done));
                 task.Value = 1;
             });
             table.AddRow(Markup.Escape(Path.GetFileName(file)), $"{prediction.Width}×{prediction.Height}", Markup.Escape(prediction.PredictedLabel),

@@ -84,10 +84,10 @@ var predictMode = new Option<RetentionMode?>("--mode") { Description = "Retentio
 var predictChunk = new Option<int?>("--chunk-size") { Description = "Tokens per chunk in Chunkwise mode; 0 picks it from the token count. Default: as trained." };
 var images = new Argument<string[]>("images") { Description = "Image files or folders to classify.", Arity = ArgumentArity.OneOrMore };
 var stream = new Option<bool>("--stream") { Description = "Classify each JPEG or PNG at its own resolution, band by band, in memory that does not grow with its height (ViR)." };
-var bandRows = new Option<int>("--band-rows") { Description = "With --stream: patch rows per band.", DefaultValueFactory = _ => 4 };
-var predict = new Command("predict", "Classify images with a saved model.zip and print the top-3 classes.") { model, predictMode, predictChunk, stream, bandRows, images };
+var bandTokens = new Option<int>("--band-tokens") { Description = "With --stream: the most tokens a band holds (memory follows it).", DefaultValueFactory = _ => ViRModel.DefaultBandTokens };
+var predict = new Command("predict", "Classify images with a saved model.zip and print the top-3 classes.") { model, predictMode, predictChunk, stream, bandTokens, images };
 predict.SetAction(parsed => parsed.GetValue(stream)
-    ? PredictCommand.RunStreaming(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(bandRows), AnsiConsole.Console)
+    ? PredictCommand.RunStreaming(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(bandTokens), AnsiConsole.Console)
     : PredictCommand.Run(parsed.GetValue(model)!, parsed.GetValue(images)!, parsed.GetValue(predictMode), parsed.GetValue(predictChunk), AnsiConsole.Console));
 root.Subcommands.Add(predict);
 

@@ -21,8 +21,8 @@ internal sealed class StreamingImageSource : IDisposable
     /// <param name="name">What errors call it.</param>
     /// <param name="config">The model's input and preprocessing.</param>
     /// <param name="patchSize">The model's patch size.</param>
-    /// <param name="bandPixelRows">The most pixel rows one read asks for, checked against <see cref="ViRLimits.MaxImagePixels"/> with the width.</param>
-    public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize, long bandPixelRows)
+    /// <param name="bandTokens">The most tokens a band holds: with the width, how many pixel rows one read asks for, checked against <see cref="ViRLimits.MaxImagePixels"/>.</param>
+    public StreamingImageSource(Stream stream, string name, IVisionBackboneConfig config, int patchSize, int bandTokens)
     {
         _name = name;
         _planes = new ImagePlanes(config);
@@ -30,9 +30,11 @@ internal sealed class StreamingImageSource : IDisposable
         try
         {
             var info = _decoder.Target;
+            // A band of rows is read with up to one patch row more on each side (the convolutional stem's margin).
+            long bandPixelRows = (VisionTransformerBase.StreamingBandRows(info.Width / patchSize, bandTokens) + 2) * patchSize;
             if ((long)info.Width * bandPixelRows > ViRLimits.MaxImagePixels)
                 throw new InvalidDataException($"'{name}' is {info.Width} pixels wide: a band of {bandPixelRows} rows would hold {(long)info.Width * bandPixelRows:N0} pixels, " +
-                    $"more than ViRLimits.MaxImagePixels ({ViRLimits.MaxImagePixels:N0}). Stream it in fewer rows per band, or raise the limit.");
+                    $"more than ViRLimits.MaxImagePixels ({ViRLimits.MaxImagePixels:N0}). Stream it in fewer tokens per band, or raise the limit.");
             Height = info.Height / patchSize * patchSize;
             Width = info.Width / patchSize * patchSize;
             if (Height == 0 || Width == 0)

@@ -180,41 +180,39 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>
     /// Classifies one image file at its own resolution, however large, in memory that does not grow with its height: the
-    /// file is decoded a band of <paramref name="bandRows"/> patch rows at a time (JPEG or PNG, not interlaced),
-    /// and each band passes through every block before the next is read, each block carrying its retention state
+    /// file is decoded row by row (JPEG or PNG, not interlaced) and a band of at most <paramref name="bandTokens"/> tokens
+    /// passes through every block before the next is read, each block carrying its retention state
     /// (chunkwise inside a band, with this transformer's chunk size). The scores are the chunkwise form's over the whole
     /// image at that resolution. There is no resize: train the model at the scale (pixels per object) the images have.
     /// Rows and columns past the last multiple of the patch size are left out. ViR only.
     /// </summary>
     /// <param name="path">The image file.</param>
-    /// <param name="bandRows">Patch rows per band; memory grows with it and with the image's width, not its height.</param>
+    /// <param name="bandTokens">The most tokens a band holds; the memory follows it, not the image's size.</param>
     /// <param name="progress">Told the fraction of the image done after each band.</param>
     /// <param name="cancellation">Checked before each band.</param>
     /// <exception cref="InvalidDataException">The file can't be decoded row by row, or is truncated (the message names the file and the row).</exception>
-    public ViRStreamingPrediction PredictStreaming(string path, int bandRows = 4, IProgress<double>? progress = null, CancellationToken cancellation = default)
+    public ViRStreamingPrediction PredictStreaming(string path, int bandTokens = ViRModel.DefaultBandTokens, IProgress<double>? progress = null,
+        CancellationToken cancellation = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         using var stream = File.OpenRead(path);
-        return PredictStreaming(stream, path, bandRows, progress, cancellation);
+        return PredictStreaming(stream, path, bandTokens, progress, cancellation);
     }
 
     /// <inheritdoc cref="PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>
     /// <param name="stream">The encoded image, read once from its current position.</param>
     /// <param name="name">What errors call the image.</param>
-    /// <param name="bandRows">Patch rows per band; memory grows with it and with the image's width, not its height.</param>
+    /// <param name="bandTokens">The most tokens a band holds; the memory follows it, not the image's size.</param>
     /// <param name="progress">Told the fraction of the image done after each band.</param>
     /// <param name="cancellation">Checked before each band.</param>
-    public ViRStreamingPrediction PredictStreaming(Stream stream, string name = "the image", int bandRows = 4, IProgress<double>? progress = null,
+    public ViRStreamingPrediction PredictStreaming(Stream stream, string name = "the image", int bandTokens = ViRModel.DefaultBandTokens, IProgress<double>? progress = null,
         CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
-        var (scored, height, width) = ScoreStreaming(stream, name, bandRows, progress, cancellation, withEmbedding: true);
+        if (bandTokens < 1) throw new ArgumentOutOfRangeException(nameof(bandTokens), bandTokens, $"bandTokens must be at least 1, but it is {bandTokens}.");
+        var (scored, height, width) = ScoreStreaming(stream, name, bandTokens, progress, cancellation, withEmbedding: true);
         return new ViRStreamingPrediction(LabelNames[(int)scored.PredictedKeys[0] - 1], scored.Probabilities, scored.Embeddings!, height, width);
     }
-
-    /// <summary>Patch rows per band when an image column of file paths is streamed (<see cref="StreamsFiles"/>).</summary>
-    internal const int ColumnBandRows = 4;
 
     /// <summary>
     /// True when <paramref name="images"/> is a column of file paths that this transformer streams: the recurrent form of a
@@ -225,7 +223,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>A file of an image column scored band by band (<see cref="StreamsFiles"/>); <c>mlContext.CancelExecution()</c> stops it between bands.</summary>
     internal ScoredBatch ScoreFile(Stream stream, string file) =>
-        ScoreStreaming(stream, file, ColumnBandRows, new BandCheck(_host), default, Columns.Embedding is not null).Scored;
+        ScoreStreaming(stream, file, ViRModel.DefaultBandTokens, new BandCheck(_host), default, Columns.Embedding is not null).Scored;
 
     private sealed class BandCheck(IHost host) : IProgress<double>
     {
@@ -233,7 +231,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
     }
 
     /// <summary>One encoded image scored band by band at its own resolution (see <see cref="PredictStreaming(string, int, IProgress{double}?, CancellationToken)"/>).</summary>
-    internal (ScoredBatch Scored, long Height, long Width) ScoreStreaming(Stream stream, string name, int bandRows, IProgress<double>? progress,
+    internal (ScoredBatch Scored, long Height, long Width) ScoreStreaming(Stream stream, string name, int bandTokens, IProgress<double>? progress,
         CancellationToken cancellation, bool withEmbedding)
     {
         ThrowIfDisposed();
@@ -242,11 +240,10 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
             ?? throw new NotSupportedException($"Streaming needs a causal model with its [class] token last, a ViR; this one is an {Architecture.Backbone}.");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        // A band is read with up to one patch row more on each side (the convolutional stem's margin).
-        using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize, (bandRows + 2L) * model.Config.PatchSize);
+        using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize, bandTokens);
         var type = model.parameters().First().dtype;
         var embedding = model.EmbedStreaming((first, count) => source.Rows(first, count).to(Device).to(type), 1, source.Height, source.Width, type, Device,
-            bandRows, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);
+            bandTokens, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);
         return (Scored(embedding, model.Classify(embedding), withEmbedding), source.Height, source.Width);
     }
 

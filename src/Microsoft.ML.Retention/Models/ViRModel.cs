@@ -26,23 +26,27 @@ public sealed class ViRModel : VisionTransformerBase, IVisionBackbone
     public Tensor Embed(Tensor images, RetentionSettings retention) => EmbedCore(images, retention);
 
     /// <summary>
-    /// The [class] representation [B, Dim] of images fed a band of <paramref name="bandRows"/> patch rows at a time:
-    /// every band passes through all blocks before the next is read, each block carrying its retention state, so the
-    /// activations held are one band's whatever the height (chunkwise inside a band, <paramref name="chunkSize"/> tokens a
-    /// chunk). Equal to <see cref="Embed(Tensor, RetentionSettings)"/> in chunkwise form. Inference only: call eval() first.
+    /// The [class] representation [B, Dim] of images fed a band of at most <paramref name="bandTokens"/> tokens at a time
+    /// (whole patch rows, or a piece of a row when one row holds more): every band passes through all blocks before the
+    /// next is read, each block carrying its retention state, so the activations held are one band's whatever the image's
+    /// size (chunkwise inside a band, <paramref name="chunkSize"/> tokens a chunk). Equal to
+    /// <see cref="Embed(Tensor, RetentionSettings)"/> in chunkwise form. Inference only: call eval() first.
     /// </summary>
-    /// <param name="pixelRows">Reads pixel rows [first, first + count) as [B, C, count, width], preprocessed; called once per band, going down the image.</param>
+    /// <param name="pixelRows">Reads pixel rows [first, first + count) as [B, C, count, width], preprocessed; called once per band of rows, going down the image.</param>
     /// <param name="batch">Images in the batch.</param>
     /// <param name="height">The images' height in pixels, a multiple of the patch size.</param>
     /// <param name="width">The images' width in pixels, a multiple of the patch size.</param>
-    /// <param name="bandRows">Patch rows per band.</param>
+    /// <param name="bandTokens">The most tokens a band holds; memory follows it, not the image's size.</param>
     /// <param name="chunkSize">Tokens per chunk inside a band, or <see cref="ChunkSizes.Auto"/>.</param>
-    public Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, int bandRows = 4, int chunkSize = ChunkSizes.Auto)
+    public Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, int bandTokens = DefaultBandTokens, int chunkSize = ChunkSizes.Auto)
     {
         ArgumentNullException.ThrowIfNull(pixelRows);
         var weights = parameters().First();
-        return EmbedStreaming(pixelRows, batch, height, width, weights.dtype, weights.device, bandRows, chunkSize);
+        return EmbedStreaming(pixelRows, batch, height, width, weights.dtype, weights.device, bandTokens, chunkSize);
     }
+
+    /// <summary>Tokens a streamed band holds unless told otherwise: 4 patch rows of a 2048-pixel-wide image at patch 16.</summary>
+    public const int DefaultBandTokens = 512;
 
     /// <summary>A bfloat16 copy of these weights (<see cref="Parameters.BFloat16Copy"/>).</summary>
     internal ViRModel BFloat16Copy() => Parameters.BFloat16Copy(this, () => new ViRModel(Config));

@@ -108,41 +108,47 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// The [class] representation [B, Dim] computed band by band: <paramref name="bandRows"/> rows of patches pass
-    /// through every block before the next band enters, each block carrying its retention state across bands
-    /// (chunkwise inside a band), and the [class] token goes last. Every block is causal in token order, so this equals
-    /// the chunkwise form over the whole image, while the activations held are one band's and one state per block.
+    /// The [class] representation [B, Dim] computed band by band: a band of at most <paramref name="bandTokens"/> tokens
+    /// (whole patch rows, or a piece of one row when a row holds more) passes through every block before the next enters,
+    /// each block carrying its retention state across bands (chunkwise inside a band), and the [class] token goes last.
+    /// Every block is causal in token order, so this equals the chunkwise form over the whole image, while the
+    /// activations held are one band's and one state per block, whatever the image's height and width.
     /// Inference only (eval mode): BatchNorm in the stem must use its running statistics.
     /// </summary>
-    internal Tensor EmbedStreaming(Tensor images, int bandRows, int chunkSize)
+    internal Tensor EmbedStreaming(Tensor images, int bandTokens, int chunkSize)
     {
         CheckImages(images);
         return EmbedStreaming((first, count) => images.narrow(2, first, count), images.shape[0], images.shape[2], images.shape[3],
-            images.dtype, images.device, bandRows, chunkSize);
+            images.dtype, images.device, bandTokens, chunkSize);
     }
 
+    /// <summary>Patch rows a band of at most <paramref name="bandTokens"/> tokens holds in a grid <paramref name="gridW"/> patches wide: at least one.</summary>
+    internal static long StreamingBandRows(long gridW, int bandTokens) => Math.Max(1, bandTokens / gridW);
+
     /// <inheritdoc cref="EmbedStreaming(Tensor, int, int)"/>
-    /// <param name="pixelRows">Reads pixel rows [first, first + count) of the batch as [B, C, count, width]; called once per band.</param>
+    /// <param name="pixelRows">Reads pixel rows [first, first + count) of the batch as [B, C, count, width]; called once per band of rows, going down.</param>
     /// <param name="batch">Images in the batch.</param>
     /// <param name="height">The images' height in pixels, a multiple of the patch size.</param>
     /// <param name="width">The images' width in pixels, a multiple of the patch size.</param>
     /// <param name="type">The pixels' type.</param>
     /// <param name="device">The pixels' device.</param>
-    /// <param name="bandRows">Patch rows per band.</param>
+    /// <param name="bandTokens">The most tokens a band holds.</param>
     /// <param name="chunkSize">Tokens per chunk inside a band.</param>
     /// <param name="progress">Told the fraction of the image done after each band.</param>
     /// <param name="cancellation">Checked before each band.</param>
     internal Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, ScalarType type, Device device,
-        int bandRows, int chunkSize, Action<double>? progress = null, CancellationToken cancellation = default)
+        int bandTokens, int chunkSize, Action<double>? progress = null, CancellationToken cancellation = default)
     {
         if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
         if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
-        if (bandRows < 1) throw new ArgumentOutOfRangeException(nameof(bandRows), bandRows, $"bandRows must be at least 1, but it is {bandRows}.");
+        if (bandTokens < 1) throw new ArgumentOutOfRangeException(nameof(bandTokens), bandTokens, $"bandTokens must be at least 1, but it is {bandTokens}.");
         ChunkSizes.Check(chunkSize, nameof(chunkSize));
         CheckSize(height, width, nameof(height));
         long p = Config.PatchSize;
         using var scope = NewDisposeScope();
         long gridH = height / p, gridW = width / p;
+        long bandRows = StreamingBandRows(gridW, bandTokens);
+        long pieces = (gridW * bandRows + bandTokens - 1) / bandTokens, pieceWidth = (gridW + pieces - 1) / pieces; // one piece unless a row is too long
         var states = blocks.Select(block => block.Retention.InitialState(batch, type, device)).ToArray();
 
         // The next tokens through every block, each continuing from its state and leaving the next.
@@ -159,24 +165,30 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
         for (long first = 0; first < gridH; first += bandRows)
         {
-            cancellation.ThrowIfCancellationRequested();
-            using var band = NewDisposeScope();
+            using var rowScope = NewDisposeScope();
             long rows = Math.Min(bandRows, gridH - first);
-            var tokens = BandTokens(pixelRows, batch, width, first, rows, gridH) + PositionEmbeddingRows(gridH, gridW, first, rows);
-            Step(pos_drop.forward(tokens));
+            var (pixels, above) = BandPixels(pixelRows, batch, width, first, rows, gridH);
+            for (long column = 0; column < gridW; column += pieceWidth)
+            {
+                cancellation.ThrowIfCancellationRequested();
+                using var band = NewDisposeScope();
+                long columns = Math.Min(pieceWidth, gridW - column);
+                var tokens = BandTokens(pixels, above, rows, column, columns, gridW) + PositionEmbeddingBand(gridH, gridW, first, rows, column, columns);
+                Step(pos_drop.forward(tokens));
+                foreach (var state in states) state.MoveToOuterDisposeScope();
+                progress?.Invoke((double)(first * gridW + rows * (column + columns)) / (gridH * gridW));
+            }
             foreach (var state in states) state.MoveToOuterDisposeScope();
-            progress?.Invoke((double)(first + rows) / gridH);
         }
         var cls = Step(cls_token.expand(batch, -1, -1));
         return norm.forward(cls).select(1, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// The tokens of patch rows [first, first + rows). The convolutional stem's 3×3 convolutions see past a band's
-    /// edge, so the band is read with one patch row more on each side that has one, and those rows' tokens are cut off:
-    /// the padding then only touches the cut rows, and the kept ones are the whole image's.
+    /// Pixel rows of patch rows [first, first + rows), with one patch row more above and below where there is one
+    /// (the convolutional stem's 3×3 convolutions see past a band's edge; see <see cref="BandTokens"/>).
     /// </summary>
-    private Tensor BandTokens(Func<long, long, Tensor> pixelRows, long batch, long width, long first, long rows, long gridH)
+    private (Tensor Pixels, long Above) BandPixels(Func<long, long, Tensor> pixelRows, long batch, long width, long first, long rows, long gridH)
     {
         long p = Config.PatchSize;
         long above = Config.Stem == PatchStem.Convolutional && first > 0 ? 1 : 0;
@@ -187,25 +199,48 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         if (!pixels.shape.SequenceEqual(expected))
             throw new ArgumentException($"The pixel rows {(first - above) * p} to {(first - above) * p + count - 1} must have shape [{string.Join(", ", expected)}], " +
                 $"but they have {RetentionOps.ShapeOf(pixels)}.", nameof(pixelRows));
-        var tokens = patch_embed.forward(pixels);
-        return tokens.narrow(1, above * (width / p), rows * (width / p));
+        return (pixels, above);
     }
 
     /// <summary>
-    /// Rows [first, first + rows) of <see cref="PositionEmbedding"/>(gridH, gridW), [1, rows·gridW, Dim], without the rest
-    /// of the grid: the learned grid is resampled along the width for its few rows, then the band's rows are taken
-    /// along the height with the same cubic weights (A = −0.75, clamped edges) libtorch's bicubic resize uses.
+    /// The tokens of patch columns [column, column + columns) of the band's rows. The convolutional stem reads one
+    /// patch more on each side that has one, and those tokens are cut off: the padding then only touches the cut
+    /// tokens, and the kept ones are the whole image's.
     /// </summary>
-    internal Tensor PositionEmbeddingRows(long gridH, long gridW, long first, long rows)
+    private Tensor BandTokens(Tensor pixels, long above, long rows, long column, long columns, long gridW)
+    {
+        long p = Config.PatchSize;
+        long left = Config.Stem == PatchStem.Convolutional && column > 0 ? 1 : 0;
+        long right = Config.Stem == PatchStem.Convolutional && column + columns < gridW ? 1 : 0;
+        long wide = left + columns + right;
+        var tokens = patch_embed.forward(columns == gridW ? pixels : pixels.narrow(3, (column - left) * p, wide * p)); // [B, tall·wide, Dim]
+        long tall = pixels.shape[2] / p;
+        return tokens.view(tokens.shape[0], tall, wide, Config.Dim).narrow(1, above, rows).narrow(2, left, columns)
+            .reshape(tokens.shape[0], rows * columns, Config.Dim);
+    }
+
+    /// <summary>
+    /// Patch rows [first, first + rows) and columns [column, column + columns) of <see cref="PositionEmbedding"/>(gridH,
+    /// gridW), [1, rows·columns, Dim], without the rest of the grid: the learned grid resampled with the cubic weights
+    /// (A = −0.75, clamped edges) libtorch's bicubic resize uses, along the height and then the width, for those
+    /// positions only.
+    /// </summary>
+    internal Tensor PositionEmbeddingBand(long gridH, long gridW, long first, long rows, long column, long columns)
     {
         long configH = Config.ImageHeight / Config.PatchSize, configW = Config.ImageWidth / Config.PatchSize;
-        if (gridH == configH && gridW == configW) return pos_embed.narrow(1, first * gridW, rows * gridW);
         using var scope = NewDisposeScope();
-        var grid = pos_embed.view(1, configH, configW, Config.Dim).permute(0, 3, 1, 2);
-        var wide = nn.functional.interpolate(grid, new[] { configH, gridW }, mode: InterpolationMode.Bicubic, align_corners: false); // [1, Dim, configH, gridW]
-        var weights = tensor(CubicWeights(configH, gridH, first, rows), new[] { rows, configH }, pos_embed.dtype, pos_embed.device);
-        var band = weights.matmul(wide.squeeze(0));                                                                                  // [Dim, rows, gridW]
-        return band.permute(1, 2, 0).reshape(1, rows * gridW, Config.Dim).MoveToOuterDisposeScope();
+        var grid = pos_embed.view(configH, configW, Config.Dim);
+        Tensor band;
+        if (gridH == configH && gridW == configW)
+            band = grid.narrow(0, first, rows).narrow(1, column, columns);
+        else
+        {
+            var down = tensor(CubicWeights(configH, gridH, first, rows), new[] { rows, configH }, pos_embed.dtype, pos_embed.device);
+            var across = tensor(CubicWeights(configW, gridW, column, columns), new[] { columns, configW }, pos_embed.dtype, pos_embed.device);
+            var tall = down.matmul(grid.view(configH, configW * Config.Dim)).view(rows, configW, Config.Dim); // [rows, configW, Dim]
+            band = across.matmul(tall);                                                                         // [rows, columns, Dim]
+        }
+        return band.reshape(1, rows * columns, Config.Dim).MoveToOuterDisposeScope();
     }
 
     // The [rows, input] weights of a bicubic resize from input to output positions, for output rows [first, first + rows).

@@ -62,25 +62,27 @@ public sealed class StreamingPredictionTests
             var expectedEmbedding = model.Embed(whole, new RetentionSettings(RetentionMode.Chunkwise, 16));
             var expected = nn.functional.softmax(model.Classify(expectedEmbedding), 1).data<float>().ToArray();
 
-            foreach (int bandRows in new[] { 1, 3, 22 })
+            // 32 patches a row, 22 rows: pieces of a row (1 token; 10, not dividing it), 3 rows, the whole image.
+            foreach (int bandTokens in new[] { 1, 10, 96, 704 })
             {
                 var reports = new List<double>();
-                var streamed = vir.PredictStreaming(file, bandRows, new SynchronousProgress(reports.Add));
+                var streamed = vir.PredictStreaming(file, bandTokens, new SynchronousProgress(reports.Add));
                 double difference = expected.Zip(streamed.Score).Max(p => Math.Abs(p.First - p.Second));
                 double embedding = expectedEmbedding.data<float>().ToArray().Zip(streamed.Embedding).Max(p => Math.Abs(p.First - p.Second))
                     / expectedEmbedding.abs().max().ToDouble();
-                Console.WriteLine($"bands of {bandRows} patch rows: max |Δprobability| {difference:G3}, embedding {embedding:G3} of its scale, {reports.Count} progress reports");
-                Assert.IsTrue(difference < 1e-4 && embedding < 1e-4, $"bands of {bandRows}: {difference:G3}, {embedding:G3}");
+                Console.WriteLine($"bands of {bandTokens} tokens: max |Δprobability| {difference:G3}, embedding {embedding:G3} of its scale, {reports.Count} progress reports");
+                Assert.IsTrue(difference < 1e-4 && embedding < 1e-4, $"bands of {bandTokens} tokens: {difference:G3}, {embedding:G3}");
                 Assert.AreEqual((88L, 128L), (streamed.Height, streamed.Width));
                 Assert.AreEqual(vir.LabelNames[Array.IndexOf(streamed.Score, streamed.Score.Max())], streamed.PredictedLabel);
                 Assert.AreEqual(1.0, reports[^1], 1e-12, "the last report says the image is done");
-                Assert.AreEqual((22 + bandRows - 1) / bandRows, reports.Count, "one report per band");
+                int bands = bandTokens < 32 ? 22 * ((32 + bandTokens - 1) / bandTokens) : (22 + bandTokens / 32 - 1) / (bandTokens / 32);
+                Assert.AreEqual(bands, reports.Count, "one report per band");
             }
 
             // In bfloat16 (where the CPU has it; float32 elsewhere) the streamed scores stay near the float32 ones.
             using (var bfloat16 = vir.WithPrecision(ViRPrecision.BFloat16))
             {
-                var streamed = bfloat16.PredictStreaming(file, bandRows: 3);
+                var streamed = bfloat16.PredictStreaming(file, bandTokens: 96);
                 double difference = expected.Zip(streamed.Score).Max(p => Math.Abs(p.First - p.Second));
                 Console.WriteLine($"{bfloat16.Precision}: max |Δprobability| {difference:G3} against float32 over the whole image");
                 Assert.IsTrue(difference < 5e-3, $"{bfloat16.Precision}: {difference:G3}");
@@ -95,8 +97,8 @@ public sealed class StreamingPredictionTests
             using (var image = MLImage.CreateFromPixels(width, height, MLPixelFormat.Bgra32, pixels)) image.Save(png);
             foreach (var (what, streamed) in new[]
             {
-                ("PNG file", vir.PredictStreaming(png, bandRows: 3)),
-                ("PNG stream", vir.PredictStreaming(new ForwardOnlyStream(File.ReadAllBytes(png)), "photo.png", bandRows: 1)),
+                ("PNG file", vir.PredictStreaming(png, bandTokens: 96)),
+                ("PNG stream", vir.PredictStreaming(new ForwardOnlyStream(File.ReadAllBytes(png)), "photo.png", bandTokens: 10)),
             })
             {
                 double difference = expected.Zip(streamed.Score).Max(p => Math.Abs(p.First - p.Second));
@@ -128,10 +130,10 @@ public sealed class StreamingPredictionTests
             const string limit = "Microsoft.ML.Retention.MaxImagePixels";
             try
             {
-                AppContext.SetData(limit, 2000L); // a band of 4 patch rows (with its margin, 24 pixel rows) of 130 columns holds 3,120
-                var wide = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(file, bandRows: 4));
+                AppContext.SetData(limit, 2000L); // a band of 4 patch rows (128 tokens; with its margin, 24 pixel rows) of 130 columns holds 3,120
+                var wide = Assert.ThrowsExactly<InvalidDataException>(() => vir.PredictStreaming(file, bandTokens: 128));
                 StringAssert.Contains(wide.Message, "a band of 24 rows would hold 3,120 pixels, more than ViRLimits.MaxImagePixels (2,000)");
-                Assert.AreEqual(88, vir.PredictStreaming(file, bandRows: 1).Height, "a band of 1 patch row (12 pixel rows, 1,560 pixels) fits");
+                Assert.AreEqual(88, vir.PredictStreaming(file, bandTokens: 32).Height, "a band of 1 patch row (12 pixel rows, 1,560 pixels) fits");
             }
             finally
             {

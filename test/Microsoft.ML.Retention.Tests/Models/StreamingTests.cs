@@ -38,7 +38,7 @@ public sealed class StreamingTests
     }
 
     [TestMethod]
-    public void APositionEmbeddingBandEqualsThoseRowsOfTheWholeResizedGrid()
+    public void APositionEmbeddingBandEqualsThosePositionsOfTheWholeResizedGrid()
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -46,15 +46,17 @@ public sealed class StreamingTests
         using var model = new ViRModel(ViRConfig.Mini);
         foreach (var (gridH, gridW) in new[] { (11L, 9L), (5L, 3L), (64L, 40L), (7L, 7L) })
         {
-            var whole = model.PositionEmbedding(gridH, gridW);
+            var whole = model.PositionEmbedding(gridH, gridW).view(gridH, gridW, -1);
             double worst = 0;
-            foreach (long rows in new[] { 1L, 3L })
+            foreach (var (rows, columns) in new[] { (1L, gridW), (3L, gridW), (1L, 2L), (1L, 5L) })
                 for (long first = 0; first < gridH; first += rows)
-                {
-                    long n = Math.Min(rows, gridH - first);
-                    var band = model.PositionEmbeddingRows(gridH, gridW, first, n);
-                    worst = Math.Max(worst, (band - whole.narrow(1, first * gridW, n * gridW)).abs().max().ToDouble() / whole.abs().max().ToDouble());
-                }
+                    for (long column = 0; column < gridW; column += columns)
+                    {
+                        long n = Math.Min(rows, gridH - first), m = Math.Min(columns, gridW - column);
+                        var band = model.PositionEmbeddingBand(gridH, gridW, first, n, column, m);
+                        var expected = whole.narrow(0, first, n).narrow(1, column, m).reshape(1, n * m, -1);
+                        worst = Math.Max(worst, (band - expected).abs().max().ToDouble() / whole.abs().max().ToDouble());
+                    }
             Console.WriteLine($"{gridH}×{gridW}: {worst:G3} of the embedding's scale");
             Assert.IsTrue(worst < 1e-5, $"{gridH}×{gridW}: {worst:G3}");
         }
@@ -76,12 +78,14 @@ public sealed class StreamingTests
         foreach (int chunk in new[] { 5, 16 })
         {
             var whole = model.Embed(images, new RetentionSettings(RetentionMode.Chunkwise, chunk));
-            foreach (int bandRows in new[] { 1, 2, 3, height / 4 })
+            int gridW = width / 4;
+            // Pieces of a row (1 token, 3 tokens: not dividing the row), a row, 2 rows and a token, the whole image.
+            foreach (int bandTokens in new[] { 1, 3, gridW, 2 * gridW + 1, height / 4 * gridW })
             {
-                var streamed = model.EmbedStreaming(images, bandRows, chunk);
+                var streamed = model.EmbedStreaming(images, bandTokens, chunk);
                 double difference = (streamed - whole).abs().max().ToDouble() / whole.abs().max().ToDouble();
-                Console.WriteLine($"{stem} {height}×{width}, chunk {chunk}, bands of {bandRows} rows: {difference:G3} of the output's scale");
-                Assert.IsTrue(difference < 1e-4, $"{stem} {height}×{width}, chunk {chunk}, bands of {bandRows}: {difference:G3}");
+                Console.WriteLine($"{stem} {height}×{width}, chunk {chunk}, bands of {bandTokens} tokens: {difference:G3} of the output's scale");
+                Assert.IsTrue(difference < 1e-4, $"{stem} {height}×{width}, chunk {chunk}, bands of {bandTokens} tokens: {difference:G3}");
             }
         }
     }
@@ -95,31 +99,33 @@ public sealed class StreamingTests
     }
 
     [TestMethod]
-    public void StreamingMemoryDoesNotGrowWithTheImagesHeight()
+    public void StreamingMemoryDoesNotGrowWithTheImagesSize()
     {
         using var noGrad = no_grad();
         manual_seed(5);
         using var model = new ViRModel(ViRConfig.Mini);
         model.eval();
-        const long width = 256;
-        double Streamed(long height) => PeakMemory.RiseMiB(() =>
+        double Streamed(long height, long width) => PeakMemory.RiseMiB(() =>
         {
             using var scope = NewDisposeScope();
-            model.EmbedStreaming((first, count) => MadeRows(first, count, width), 1, height, width, ScalarType.Float32, CPU, bandRows: 4, chunkSize: 64);
+            model.EmbedStreaming((first, count) => MadeRows(first, count, width), 1, height, width, ScalarType.Float32, CPU, bandTokens: 256, chunkSize: 64);
         });
-        Streamed(4096); // warm-up: libtorch's, the allocator's and the decay caches' first allocations
-        double small = Streamed(256), tall = Streamed(4096);
+        // Warm-up: libtorch's, the allocator's and the decay caches' first allocations.
+        Streamed(4096, 256);
+        Streamed(256, 4096);
+        double small = Streamed(256, 256), tall = Streamed(4096, 256), wide = Streamed(256, 4096);
         double whole = PeakMemory.RiseMiB(() =>
         {
             using var scope = NewDisposeScope();
-            model.Embed(MadeRows(0, 4096, width), new RetentionSettings(RetentionMode.Chunkwise, 64));
+            model.Embed(MadeRows(0, 4096, 256), new RetentionSettings(RetentionMode.Chunkwise, 64));
         });
-        Console.WriteLine($"peak rise: streamed 256×{width} {small:F1} MiB, streamed 4096×{width} {tall:F1} MiB; chunkwise over the whole 4096×{width} image {whole:F1} MiB");
-        // The tall image has 16 times the short one's tokens; whole-image activations cost about 15 KB a token (the
-        // chunkwise figure), so following the tokens would add about 900 MiB. Measured after the warm-up: 0.0 and
-        // 0.5–0.6 MiB, against 941–1,085 MiB for the whole image (without the warm-up the first tall run grew the
-        // allocator's pool by 15–60 MiB once).
-        Assert.IsTrue(tall < small + 16, $"streamed: {small:F1} MiB at 256 rows, {tall:F1} MiB at 4,096");
+        Console.WriteLine($"peak rise: streamed 256×256 {small:F1} MiB, 4096×256 {tall:F1} MiB, 256×4096 {wide:F1} MiB; " +
+            $"chunkwise over the whole 4096×256 image {whole:F1} MiB");
+        // The tall and the wide image have 16 times the small one's tokens; whole-image activations cost about 15 KB a
+        // token (the chunkwise figure), so following the tokens would add about 900 MiB. A band is 256 tokens however
+        // wide the image: a row of the wide one (1,024 tokens) goes in four pieces.
+        Assert.IsTrue(tall < small + 16, $"streamed: {small:F1} MiB at 256×256, {tall:F1} MiB at 4096×256");
+        Assert.IsTrue(wide < small + 16, $"streamed: {small:F1} MiB at 256×256, {wide:F1} MiB at 256×4096");
         Assert.IsTrue(tall * 10 < whole, $"streamed {tall:F1} MiB against the whole image's chunkwise form {whole:F1} MiB");
     }
 }
