@@ -25,7 +25,14 @@ internal sealed class ImagePlanes
     public Tensor From(ReadOnlySpan<byte> pixels, int height, int width, bool bgra)
     {
         using var scope = NewDisposeScope();
-        var hwc = tensor(pixels.ToArray()).view(height, width, 4).permute(2, 0, 1).to(float32).div_(255);
+        return From(tensor(pixels.ToArray()).view(height, width, 4), bgra).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[C, height, width] from pixels [height, width, 4] (bytes) in BGRA (<paramref name="bgra"/>) or RGBA order.</summary>
+    public Tensor From(Tensor pixels, bool bgra)
+    {
+        using var scope = NewDisposeScope();
+        var hwc = pixels.permute(2, 0, 1).to(float32).div_(255);
         var (r, g, b) = bgra ? (hwc[2], hwc[1], hwc[0]) : (hwc[0], hwc[1], hwc[2]);
         var p = _config.Preprocessing;
         var planes = _config.Channels switch

@@ -51,9 +51,9 @@ internal abstract class ImageRowDecoder : IDisposable
         }
     }
 
-    /// <summary>Writes the next <paramref name="lines"/> rows into <paramref name="destination"/>, one row every <c>Target.RowBytes</c>.</summary>
+    /// <summary>Writes the next <paramref name="lines"/> rows into <paramref name="destination"/> from <paramref name="offset"/>, one row every <c>Target.RowBytes</c>.</summary>
     /// <exception cref="InvalidDataException">The image ends or is damaged first; the message names the row.</exception>
-    public abstract void Read(byte[] destination, int lines);
+    public abstract void Read(byte[] destination, int offset, int lines);
 
     protected InvalidDataException Truncated(long row, SKCodecResult result) =>
         new($"'{Name}' is truncated or damaged: decoding stopped at pixel row {row} of {Target.Height} ({result}).");
@@ -70,13 +70,13 @@ internal abstract class ImageRowDecoder : IDisposable
                     $"({started}, {codec.ScanlineOrder} order). JPEG and PNG can: convert the image, or score it through Transform.");
         }
 
-        public override void Read(byte[] destination, int lines)
+        public override void Read(byte[] destination, int offset, int lines)
         {
             var pinned = GCHandle.Alloc(destination, GCHandleType.Pinned);
             int read;
             try
             {
-                read = Codec.GetScanlines(pinned.AddrOfPinnedObject(), lines, Target.RowBytes);
+                read = Codec.GetScanlines(pinned.AddrOfPinnedObject() + offset, lines, Target.RowBytes);
             }
             finally
             {
@@ -116,12 +116,12 @@ internal abstract class ImageRowDecoder : IDisposable
             }
         }
 
-        public override void Read(byte[] destination, int lines)
+        public override void Read(byte[] destination, int offset, int lines)
         {
             int rowBytes = Target.RowBytes;
             while (_ready < RowsRead + lines) Feed();
             for (int i = 0; i < lines; i++, RowsRead++)
-                Marshal.Copy(_rows.Pointer + (nint)(RowsRead * rowBytes), destination, i * rowBytes, rowBytes);
+                Marshal.Copy(_rows.Pointer + (nint)(RowsRead * rowBytes), destination, offset + i * rowBytes, rowBytes);
             _rows.ReleaseBefore(RowsRead * rowBytes);
         }
 

@@ -14,7 +14,8 @@ internal sealed class StreamingImageSource : IDisposable
     private readonly string _name;
     private readonly ImageRowDecoder _decoder;
     private readonly ImagePlanes _planes;
-    private Tensor? _kept;      // rows [_keptFirst, _decoder.RowsRead) as [C, rows, Width]; null when there are none
+    private readonly byte[] _rows; // rows [_keptFirst, _decoder.RowsRead) as decoded, 4 bytes a pixel, from its start; allocated once
+    private readonly int _rowBytes;
     private long _keptFirst;
 
     /// <param name="stream">The encoded image.</param>
@@ -39,6 +40,8 @@ internal sealed class StreamingImageSource : IDisposable
             Width = info.Width / patchSize * patchSize;
             if (Height == 0 || Width == 0)
                 throw new InvalidDataException($"'{name}' is {info.Width}×{info.Height}, smaller than one {patchSize}×{patchSize} patch.");
+            _rowBytes = info.RowBytes;
+            _rows = new byte[checked((int)(Math.Min(bandPixelRows, info.Height) * _rowBytes))];
         }
         catch
         {
@@ -53,35 +56,34 @@ internal sealed class StreamingImageSource : IDisposable
     /// <summary>The columns read, a multiple of the patch size.</summary>
     public long Width { get; }
 
-    /// <summary>Pixel rows [first, first + count) as model input [1, C, count, Width]; reads go down the image.</summary>
-    public Tensor Rows(long first, long count)
+    /// <summary>
+    /// Pixel rows [first, first + count) and columns [column, column + columns) as model input [1, C, count, columns];
+    /// reads go down the image. Rows are kept as decoded (4 bytes a pixel) in one buffer made for a band, and only the
+    /// window asked for becomes model input, so a band of a very wide image costs its own pixels, not its rows'.
+    /// </summary>
+    public Tensor Window(long first, long count, long column, long columns)
     {
         if (first < _keptFirst || first + count > Height)
             throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' were asked for, but rows before {_keptFirst} are gone and the image has {Height}.");
-        using var scope = NewDisposeScope();
         long decoded = _decoder.RowsRead;
-        var held = decoded < first + count
-            ? (_kept is null ? Decode((int)(first + count - decoded)) : cat(new[] { _kept, Decode((int)(first + count - decoded)) }, 1))
-            : _kept!;
-        // Rows above `first` are never asked for again.
-        var kept = held.narrow(1, first - _keptFirst, _decoder.RowsRead - first).contiguous().DetachFromDisposeScope();
-        _kept?.Dispose();
-        (_kept, _keptFirst) = (kept, first);
-        return _kept.narrow(1, 0, count).unsqueeze(0).MoveToOuterDisposeScope();
+        if (decoded < first + count)
+        {
+            // Rows above `first` are never asked for again: the ones still needed move to the buffer's start.
+            long keep = Math.Max(0, decoded - first);
+            if ((first + count - Math.Min(first, decoded)) * _rowBytes > _rows.Length)
+                throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' are more than a band holds ({_rows.Length / _rowBytes} rows).");
+            Buffer.BlockCopy(_rows, (int)((decoded - keep - _keptFirst) * _rowBytes), _rows, 0, (int)(keep * _rowBytes));
+            _keptFirst = decoded - keep;
+            if (_keptFirst < first) // rows between the kept ones and `first` are skipped over
+                throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' were asked for past rows never read (from {decoded}).");
+            _decoder.Read(_rows, (int)(keep * _rowBytes), (int)(first + count - decoded));
+        }
+        var window = new byte[count * columns * 4];
+        for (long r = 0; r < count; r++)
+            Buffer.BlockCopy(_rows, (int)((first - _keptFirst + r) * _rowBytes + column * 4), window, (int)(r * columns * 4), (int)(columns * 4));
+        using var scope = NewDisposeScope();
+        return _planes.From(window, (int)count, (int)columns, bgra: true).unsqueeze(0).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The next <paramref name="lines"/> pixel rows as [C, lines, Width].</summary>
-    private Tensor Decode(int lines)
-    {
-        var info = _decoder.Target;
-        var pixels = new byte[(long)info.RowBytes * lines];
-        _decoder.Read(pixels, lines);
-        return _planes.From(pixels, lines, info.Width, bgra: true).narrow(2, 0, Width);
-    }
-
-    public void Dispose()
-    {
-        _kept?.Dispose();
-        _decoder.Dispose();
-    }
+    public void Dispose() => _decoder.Dispose();
 }

@@ -242,7 +242,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         using var noGrad = no_grad();
         using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize, bandTokens);
         var type = model.parameters().First().dtype;
-        var embedding = model.EmbedStreaming((first, count) => source.Rows(first, count).to(Device).to(type), 1, source.Height, source.Width, type, Device,
+        var embedding = model.EmbedStreaming((first, count, column, columns) => source.Window(first, count, column, columns).to(Device).to(type), 1, source.Height, source.Width, type, Device,
             bandTokens, Retention.ChunkSize, progress is null ? null : progress.Report, cancellation);
         return (Scored(embedding, model.Classify(embedding), withEmbedding), source.Height, source.Width);
     }

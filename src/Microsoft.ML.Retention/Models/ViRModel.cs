@@ -42,7 +42,8 @@ public sealed class ViRModel : VisionTransformerBase, IVisionBackbone
     {
         ArgumentNullException.ThrowIfNull(pixelRows);
         var weights = parameters().First();
-        return EmbedStreaming(pixelRows, batch, height, width, weights.dtype, weights.device, bandTokens, chunkSize);
+        return EmbedStreaming((first, count, column, columns) => pixelRows(first, count).narrow(3, column, columns), batch, height, width,
+            weights.dtype, weights.device, bandTokens, chunkSize);
     }
 
     /// <summary>Tokens a streamed band holds unless told otherwise: 4 patch rows of a 2048-pixel-wide image at patch 16.</summary>

@@ -118,15 +118,16 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     internal Tensor EmbedStreaming(Tensor images, int bandTokens, int chunkSize)
     {
         CheckImages(images);
-        return EmbedStreaming((first, count) => images.narrow(2, first, count), images.shape[0], images.shape[2], images.shape[3],
-            images.dtype, images.device, bandTokens, chunkSize);
+        return EmbedStreaming((first, count, column, columns) => images.narrow(2, first, count).narrow(3, column, columns), images.shape[0],
+            images.shape[2], images.shape[3], images.dtype, images.device, bandTokens, chunkSize);
     }
 
     /// <summary>Patch rows a band of at most <paramref name="bandTokens"/> tokens holds in a grid <paramref name="gridW"/> patches wide: at least one.</summary>
     internal static long StreamingBandRows(long gridW, int bandTokens) => Math.Max(1, bandTokens / gridW);
 
     /// <inheritdoc cref="EmbedStreaming(Tensor, int, int)"/>
-    /// <param name="pixelRows">Reads pixel rows [first, first + count) of the batch as [B, C, count, width]; called once per band of rows, going down.</param>
+    /// <param name="pixels">Reads the pixels of rows [first, first + count) and columns [column, column + columns) as
+    /// [B, C, count, columns]; called once per band, going down the image.</param>
     /// <param name="batch">Images in the batch.</param>
     /// <param name="height">The images' height in pixels, a multiple of the patch size.</param>
     /// <param name="width">The images' width in pixels, a multiple of the patch size.</param>
@@ -136,7 +137,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
     /// <param name="chunkSize">Tokens per chunk inside a band.</param>
     /// <param name="progress">Told the fraction of the image done after each band.</param>
     /// <param name="cancellation">Checked before each band.</param>
-    internal Tensor EmbedStreaming(Func<long, long, Tensor> pixelRows, long batch, long height, long width, ScalarType type, Device device,
+    internal Tensor EmbedStreaming(Func<long, long, long, long, Tensor> pixels, long batch, long height, long width, ScalarType type, Device device,
         int bandTokens, int chunkSize, Action<double>? progress = null, CancellationToken cancellation = default)
     {
         if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
@@ -165,58 +166,41 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
         for (long first = 0; first < gridH; first += bandRows)
         {
-            using var rowScope = NewDisposeScope();
             long rows = Math.Min(bandRows, gridH - first);
-            var (pixels, above) = BandPixels(pixelRows, batch, width, first, rows, gridH);
             for (long column = 0; column < gridW; column += pieceWidth)
             {
                 cancellation.ThrowIfCancellationRequested();
                 using var band = NewDisposeScope();
                 long columns = Math.Min(pieceWidth, gridW - column);
-                var tokens = BandTokens(pixels, above, rows, column, columns, gridW) + PositionEmbeddingBand(gridH, gridW, first, rows, column, columns);
+                var tokens = BandTokens(pixels, batch, first, rows, gridH, column, columns, gridW) + PositionEmbeddingBand(gridH, gridW, first, rows, column, columns);
                 Step(pos_drop.forward(tokens));
                 foreach (var state in states) state.MoveToOuterDisposeScope();
                 progress?.Invoke((double)(first * gridW + rows * (column + columns)) / (gridH * gridW));
             }
-            foreach (var state in states) state.MoveToOuterDisposeScope();
         }
         var cls = Step(cls_token.expand(batch, -1, -1));
         return norm.forward(cls).select(1, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Pixel rows of patch rows [first, first + rows), with one patch row more above and below where there is one
-    /// (the convolutional stem's 3×3 convolutions see past a band's edge; see <see cref="BandTokens"/>).
+    /// The tokens of patch rows [first, first + rows) and columns [column, column + columns). The convolutional stem's
+    /// 3×3 convolutions see past a band's edge, so it reads one patch more on each side that has one, and those tokens
+    /// are cut off: the padding then only touches the cut tokens, and the kept ones are the whole image's.
     /// </summary>
-    private (Tensor Pixels, long Above) BandPixels(Func<long, long, Tensor> pixelRows, long batch, long width, long first, long rows, long gridH)
+    private Tensor BandTokens(Func<long, long, long, long, Tensor> pixels, long batch, long first, long rows, long gridH, long column, long columns, long gridW)
     {
         long p = Config.PatchSize;
-        long above = Config.Stem == PatchStem.Convolutional && first > 0 ? 1 : 0;
-        long below = Config.Stem == PatchStem.Convolutional && first + rows < gridH ? 1 : 0;
-        long count = (rows + above + below) * p;
-        var pixels = pixelRows((first - above) * p, count);
-        long[] expected = { batch, Config.Channels, count, width };
-        if (!pixels.shape.SequenceEqual(expected))
-            throw new ArgumentException($"The pixel rows {(first - above) * p} to {(first - above) * p + count - 1} must have shape [{string.Join(", ", expected)}], " +
-                $"but they have {RetentionOps.ShapeOf(pixels)}.", nameof(pixelRows));
-        return (pixels, above);
-    }
-
-    /// <summary>
-    /// The tokens of patch columns [column, column + columns) of the band's rows. The convolutional stem reads one
-    /// patch more on each side that has one, and those tokens are cut off: the padding then only touches the cut
-    /// tokens, and the kept ones are the whole image's.
-    /// </summary>
-    private Tensor BandTokens(Tensor pixels, long above, long rows, long column, long columns, long gridW)
-    {
-        long p = Config.PatchSize;
-        long left = Config.Stem == PatchStem.Convolutional && column > 0 ? 1 : 0;
-        long right = Config.Stem == PatchStem.Convolutional && column + columns < gridW ? 1 : 0;
-        long wide = left + columns + right;
-        var tokens = patch_embed.forward(columns == gridW ? pixels : pixels.narrow(3, (column - left) * p, wide * p)); // [B, tall·wide, Dim]
-        long tall = pixels.shape[2] / p;
-        return tokens.view(tokens.shape[0], tall, wide, Config.Dim).narrow(1, above, rows).narrow(2, left, columns)
-            .reshape(tokens.shape[0], rows * columns, Config.Dim);
+        bool margins = Config.Stem == PatchStem.Convolutional;
+        long above = margins && first > 0 ? 1 : 0, below = margins && first + rows < gridH ? 1 : 0;
+        long left = margins && column > 0 ? 1 : 0, right = margins && column + columns < gridW ? 1 : 0;
+        long tall = above + rows + below, wide = left + columns + right;
+        var window = pixels((first - above) * p, tall * p, (column - left) * p, wide * p);
+        long[] expected = { batch, Config.Channels, tall * p, wide * p };
+        if (!window.shape.SequenceEqual(expected))
+            throw new ArgumentException($"The pixels of rows {(first - above) * p} to {(first + rows + below) * p - 1} and columns {(column - left) * p} to " +
+                $"{(column + columns + right) * p - 1} must have shape [{string.Join(", ", expected)}], but they have {RetentionOps.ShapeOf(window)}.", nameof(pixels));
+        var tokens = patch_embed.forward(window); // [B, tall·wide, Dim]
+        return tokens.view(batch, tall, wide, Config.Dim).narrow(1, above, rows).narrow(2, left, columns).reshape(batch, rows * columns, Config.Dim);
     }
 
     /// <summary>

@@ -41,7 +41,7 @@ public sealed class ImageRowDecoderTests
                 var rows = new byte[16 * width * 4];
                 for (int y = 0; y < height; y += 16)
                 {
-                    decoder.Read(rows, 16);
+                    decoder.Read(rows, 0, 16);
                     for (int r = 0; r < 16 && mismatched < 0; r++)
                         if (RowHash(rows.AsSpan(r * width * 4, width * 4)) != expectedRows[y + r]) mismatched = y + r;
                 }

@@ -90,12 +90,13 @@ public sealed class StreamingTests
         }
     }
 
-    // Rows [first, first + count) of a made grayscale image, computed when asked for: nothing holds the whole image.
-    private static Tensor MadeRows(long first, long count, long width)
+    // Rows [first, first + count) and columns [column, column + columns) of a made grayscale image, computed when asked
+    // for: nothing holds the whole image.
+    private static Tensor MadeWindow(long first, long count, long column, long columns)
     {
         var y = arange(first, first + count, ScalarType.Float32).view(-1, 1);
-        var x = arange(width, ScalarType.Float32).view(1, -1);
-        return (y * 0.05 + x * 0.03).sin_().add_((y * 0.7 - x * 1.1).sin_().mul_(0.3)).view(1, 1, count, width);
+        var x = arange(column, column + columns, ScalarType.Float32).view(1, -1);
+        return (y * 0.05 + x * 0.03).sin_().add_((y * 0.7 - x * 1.1).sin_().mul_(0.3)).view(1, 1, count, columns);
     }
 
     [TestMethod]
@@ -108,7 +109,7 @@ public sealed class StreamingTests
         double Streamed(long height, long width) => PeakMemory.RiseMiB(() =>
         {
             using var scope = NewDisposeScope();
-            model.EmbedStreaming((first, count) => MadeRows(first, count, width), 1, height, width, ScalarType.Float32, CPU, bandTokens: 256, chunkSize: 64);
+            model.EmbedStreaming(MadeWindow, 1, height, width, ScalarType.Float32, CPU, bandTokens: 256, chunkSize: 64);
         });
         // Warm-up: libtorch's, the allocator's and the decay caches' first allocations.
         Streamed(4096, 256);
@@ -117,7 +118,7 @@ public sealed class StreamingTests
         double whole = PeakMemory.RiseMiB(() =>
         {
             using var scope = NewDisposeScope();
-            model.Embed(MadeRows(0, 4096, 256), new RetentionSettings(RetentionMode.Chunkwise, 64));
+            model.Embed(MadeWindow(0, 4096, 0, 256), new RetentionSettings(RetentionMode.Chunkwise, 64));
         });
         Console.WriteLine($"peak rise: streamed 256×256 {small:F1} MiB, 4096×256 {tall:F1} MiB, 256×4096 {wide:F1} MiB; " +
             $"chunkwise over the whole 4096×256 image {whole:F1} MiB");
