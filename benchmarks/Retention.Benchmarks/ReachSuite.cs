@@ -28,11 +28,7 @@ public static class ReachSuite
             using var noGrad = no_grad();
             long patchRows = size / config.PatchSize;
             Func<long, long, Tensor> Image(long keptFrom) => (first, count) =>
-            {
-                var rows = (arange(first, first + count, ScalarType.Float32).view(-1, 1) * 0.01 + arange(size, ScalarType.Float32).view(1, -1) * 0.02).sin_();
-                rows.mul_((arange(first, first + count) >= keptFrom).to(ScalarType.Float32).view(-1, 1));
-                return rows.view(1, 1, count, size).expand(1, config.Channels, count, size);
-            };
+                StreamingSuite.MadeRows(first, count, size, config.Channels) * (arange(first, first + count) >= keptFrom).to(ScalarType.Float32).view(1, 1, -1, 1);
             using var whole = model.EmbedStreaming(Image(0), 1, size, size);
             string gammas = string.Join(", ", DecaySchedules.Gammas(schedule, config.Heads).Select(g => $"1 − 1/{1 / (1 - g):F0}"));
             for (long kept = 1; kept <= patchRows; kept *= 4)

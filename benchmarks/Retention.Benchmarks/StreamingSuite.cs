@@ -28,9 +28,7 @@ public static class StreamingSuite
         foreach (int size in settings.StreamingSizes)
         {
             using var noGrad = no_grad();
-            Tensor Rows(long first, long count) =>
-                (arange(first, first + count, ScalarType.Float32).view(-1, 1) * 0.01 + arange(size, ScalarType.Float32).view(1, -1) * 0.02)
-                .sin_().view(1, 1, count, size).expand(1, config.Channels, count, size);
+            Tensor Rows(long first, long count) => MadeRows(first, count, size, config.Channels);
             // The largest size is measured once: a run takes half a minute.
             int repeats = size >= 8192 ? 1 : 3;
             var chunkwise = Harness.Run(() =>
@@ -56,6 +54,11 @@ public static class StreamingSuite
             "Rows without: in this process, the pixels computed per band, medians of repeats (one run at 8192²), the rise of the high-water mark during one run.");
         return table;
     }
+
+    /// <summary>Pixel rows [first, first + count) of a made image <paramref name="width"/> wide, [1, channels, count, width], computed when asked for.</summary>
+    internal static Tensor MadeRows(long first, long count, long width, int channels) =>
+        (arange(first, first + count, ScalarType.Float32).view(-1, 1) * 0.01 + arange(width, ScalarType.Float32).view(1, -1) * 0.02)
+        .sin_().view(1, 1, count, width).expand(1, channels, count, width);
 
     private static long Tokens(ViRConfig config, long height, long width) => height / config.PatchSize * (width / config.PatchSize) + 1;
 
