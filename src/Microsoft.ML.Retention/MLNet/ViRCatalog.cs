@@ -1,7 +1,9 @@
+using Microsoft.ML.Retention;
 using Microsoft.ML.Retention.MLNetInternals;
 using Microsoft.ML.Retention.Models;
 
-namespace Microsoft.ML.Retention;
+// In Microsoft.ML, as ML.NET's own catalog extensions are: `using Microsoft.ML;` is all an app needs to call them.
+namespace Microsoft.ML;
 
 /// <summary>Adds <c>ViR(...)</c> and <c>Rmt(...)</c> to <c>mlContext.MulticlassClassification.Trainers</c>.</summary>
 public static class ViRCatalog

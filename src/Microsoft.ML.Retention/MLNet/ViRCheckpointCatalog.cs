@@ -1,8 +1,10 @@
+using Microsoft.ML.Retention;
 using Microsoft.ML.Retention.MLNetInternals;
 using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.RetentionMath;
 
-namespace Microsoft.ML.Retention;
+// In Microsoft.ML, as ML.NET's own catalog extensions are: `using Microsoft.ML;` is all an app needs to call them.
+namespace Microsoft.ML;
 
 /// <summary>Adds <c>LoadViRWeights(...)</c> and <c>LoadRmtWeights(...)</c> to <c>mlContext.Model</c>: a model trained elsewhere, ready to score and to save as model.zip.</summary>
 public static class ViRCheckpointCatalog

@@ -136,6 +136,50 @@ public sealed class PackageConsumerTests
         Assert.IsTrue(File.Exists(Path.Combine(app, "model.zip")));
     }
 
+    [TestMethod]
+    public void AModelBuilderProjectTrainsAViRAfterTheSwapTheReadmeShows()
+    {
+        // Model Builder's generated image-classification project (test/PackageConsumer/ModelBuilderSwap), changed as the
+        // README's "From Model Builder" says and nothing more: the consumption file stays as generated.
+        string project = Path.Combine(_work, "ModelBuilderSwap");
+        const string trainerLine = "                                    .Append(mlContext.MulticlassClassification.Trainers.ImageClassification(labelColumnName:@\"Label\",scoreColumnName:@\"Score\",featureColumnName:@\"ImageSource\"))";
+        const string vision = "using Microsoft.ML.Vision;";
+        string ours = trainerLine.Replace("Trainers.ImageClassification(", "Trainers.ViR(", StringComparison.Ordinal);
+        string readme = File.ReadAllText(Path.Combine(RepoRoot, "README.md"));
+        foreach (var line in new[] { "-" + vision, "-" + trainerLine, "+" + ours })
+            StringAssert.Contains(readme, line + "\n", "the README's swap");
+
+        string training = Path.Combine(project, "MLModel1.training.cs");
+        var generated = File.ReadAllLines(training);
+        Assert.AreEqual(1, generated.Count(l => l == trainerLine), "Model Builder's trainer line");
+        File.WriteAllLines(training, generated.Where(l => l != vision).Select(l => l == trainerLine ? ours : l));
+        string csproj = Path.Combine(project, "ModelBuilderSwap.csproj");
+        File.WriteAllText(csproj, Regex.Replace(File.ReadAllText(csproj),
+            @"    <PackageReference Include=""Microsoft.ML.Vision"" Version=""[^""]+"" />\r?\n    <PackageReference Include=""SciSharp.TensorFlow.Redist"" Version=""[^""]+"" />",
+            "    <PackageReference Include=\"Microsoft.ML.Retention\" Version=\"$(MLRetentionVersion)\" />\n    <PackageReference Include=\"TorchSharp-cpu\" Version=\"$(TorchSharpVersion)\" />"));
+        StringAssert.Contains(File.ReadAllText(csproj), "Microsoft.ML.Retention");
+        string consumption = File.ReadAllText(Path.Combine(project, "MLModel1.consumption.cs"));
+
+        string images = Path.Combine(_work, "swap-images");
+        foreach (var dir in Directory.GetDirectories(Path.Combine(FashionMnist.Root, "train")))
+        {
+            Directory.CreateDirectory(Path.Combine(images, Path.GetFileName(dir)));
+            foreach (var file in Directory.GetFiles(dir, "*.png").Order(StringComparer.Ordinal).Take(4))
+                File.Copy(file, Path.Combine(images, Path.GetFileName(dir), Path.GetFileName(file)));
+        }
+        Run("dotnet", $"build ModelBuilderSwap -c Release {_properties}", _work).AssertSucceeded("dotnet build ModelBuilderSwap");
+        var tests = FashionMnist.Rows("test", 1);
+        var run = Run("dotnet", $"{Quote(Path.Combine(project, "bin", "Release", "net10.0", "ModelBuilderSwap.dll"))} {Quote(images)} " +
+            string.Join(' ', tests.Select(r => Quote(Path.Combine(FashionMnist.Root, r.ImagePath)))), project);
+        run.AssertSucceeded("the swapped Model Builder project");
+        var labels = tests.Select(r => r.Label).ToHashSet();
+        var predicted = Regex.Matches(run.Stdout, @"^\S+\.png: (\S+) \(top of PredictAllLabels: (\S+) ", RegexOptions.Multiline).ToList();
+        Assert.AreEqual(10, predicted.Count, run.Stdout);
+        Assert.IsTrue(predicted.All(m => labels.Contains(m.Groups[1].Value) && m.Groups[1].Value == m.Groups[2].Value), run.Stdout);
+        Assert.IsTrue(File.Exists(Path.Combine(project, "MLModel1.mlnet")));
+        Assert.AreEqual(consumption, File.ReadAllText(Path.Combine(project, "MLModel1.consumption.cs")), "the consumption code is Model Builder's, unchanged");
+    }
+
     /// <summary>The first C# block after <paramref name="heading"/>.</summary>
     private static string ReadmeProgram(string markdown, string heading)
     {
