@@ -22,6 +22,7 @@ public sealed class PackageConsumerTests
     private static string _appOutput = "";
     private static TestProcess.Result _appRun = null!;
     private static string _cachedNativeHashBeforeBuild = "";
+    private static string _feed = "", _version = "";
 
     private static string RepoRoot => TestProcess.RepoRoot;
     private static string CachedNativeLibrary { get; } = Path.Combine(NuGetPackagesFolder, "torchsharp", TorchSharpVersion, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
@@ -37,10 +38,12 @@ public sealed class PackageConsumerTests
         Directory.CreateDirectory(_work);
 
         // A version of its own, so that no earlier package of the same version in any NuGet folder can stand in for this one.
-        string feed = Path.Combine(_work, "feed");
-        Run("dotnet", $"pack {Quote(Path.Combine(RepoRoot, "src", "Microsoft.ML.Retention"))} -c {Configuration} --no-build -o {Quote(feed)} -p:VersionSuffix=preview.test{DateTime.UtcNow:yyyyMMddHHmmss}", RepoRoot).AssertSucceeded("dotnet pack");
-        string package = Directory.GetFiles(feed, "Microsoft.ML.Retention.*.nupkg").Single(f => !f.EndsWith(".snupkg", StringComparison.Ordinal));
-        string version = Path.GetFileNameWithoutExtension(package)["Microsoft.ML.Retention.".Length..];
+        string feed = _feed = Path.Combine(_work, "feed");
+        string suffix = $"preview.test{DateTime.UtcNow:yyyyMMddHHmmss}";
+        Run("dotnet", $"pack {Quote(Path.Combine(RepoRoot, "src", "Microsoft.ML.Retention"))} -c {Configuration} --no-build -o {Quote(feed)} -p:VersionSuffix={suffix}", RepoRoot).AssertSucceeded("dotnet pack");
+        Run("dotnet", $"pack {Quote(Path.Combine(RepoRoot, "src", "Microsoft.ML.Retention.Templates"))} -c {Configuration} --no-build -o {Quote(feed)} -p:VersionSuffix={suffix}", RepoRoot).AssertSucceeded("dotnet pack templates");
+        string package = Directory.GetFiles(feed, "Microsoft.ML.Retention.*.nupkg").Single(f => !f.EndsWith(".snupkg", StringComparison.Ordinal) && !f.Contains(".Templates.", StringComparison.Ordinal));
+        string version = _version = Path.GetFileNameWithoutExtension(package)["Microsoft.ML.Retention.".Length..];
         _properties = $"-p:MLRetentionVersion={version} -p:TorchSharpVersion={TorchSharpVersion}";
 
         // The machine's packages folder is read-only here (a fallback), so the test package never lands in it.
@@ -160,13 +163,7 @@ public sealed class PackageConsumerTests
         StringAssert.Contains(File.ReadAllText(csproj), "Microsoft.ML.Retention");
         string consumption = File.ReadAllText(Path.Combine(project, "MLModel1.consumption.cs"));
 
-        string images = Path.Combine(_work, "swap-images");
-        foreach (var dir in Directory.GetDirectories(Path.Combine(FashionMnist.Root, "train")))
-        {
-            Directory.CreateDirectory(Path.Combine(images, Path.GetFileName(dir)));
-            foreach (var file in Directory.GetFiles(dir, "*.png").Order(StringComparer.Ordinal).Take(4))
-                File.Copy(file, Path.Combine(images, Path.GetFileName(dir), Path.GetFileName(file)));
-        }
+        string images = LabelFolders("swap-images", 4);
         Run("dotnet", $"build ModelBuilderSwap -c Release {_properties}", _work).AssertSucceeded("dotnet build ModelBuilderSwap");
         var tests = FashionMnist.Rows("test", 1);
         var run = Run("dotnet", $"{Quote(Path.Combine(project, "bin", "Release", "net10.0", "ModelBuilderSwap.dll"))} {Quote(images)} " +
@@ -178,6 +175,42 @@ public sealed class PackageConsumerTests
         Assert.IsTrue(predicted.All(m => labels.Contains(m.Groups[1].Value) && m.Groups[1].Value == m.Groups[2].Value), run.Stdout);
         Assert.IsTrue(File.Exists(Path.Combine(project, "MLModel1.mlnet")));
         Assert.AreEqual(consumption, File.ReadAllText(Path.Combine(project, "MLModel1.consumption.cs")), "the consumption code is Model Builder's, unchanged");
+    }
+
+    [TestMethod]
+    public void TheTemplateMakesAModelBuilderProjectThatTrainsAndPredicts()
+    {
+        // As the README says: install the template package, make a project, run it on label folders.
+        string hive = Path.Combine(_work, "template-hive"); // a hive of its own: the machine's templates stay as they are
+        string templates = Directory.GetFiles(_feed, "Microsoft.ML.Retention.Templates.*.nupkg").Single();
+        Run("dotnet", $"new install {Quote(templates)} --debug:custom-hive {Quote(hive)}", _work).AssertSucceeded("dotnet new install");
+        Run("dotnet", $"new vir-classifier -n MyModel --backbone vir-mini --debug:custom-hive {Quote(hive)}", _work).AssertSucceeded("dotnet new vir-classifier");
+        string project = Path.Combine(_work, "MyModel");
+        CollectionAssert.AreEquivalent(new[] { "MLModel1.consumption.cs", "MLModel1.evaluate.cs", "MLModel1.mbconfig", "MLModel1.training.cs", "MyModel.csproj", "Program.cs" },
+            Directory.GetFiles(project).Select(Path.GetFileName).ToArray());
+        StringAssert.Contains(File.ReadAllText(Path.Combine(project, "MyModel.csproj")), $"<PackageReference Include=\"Microsoft.ML.Retention\" Version=\"{_version}\" />");
+        StringAssert.Contains(File.ReadAllText(Path.Combine(project, "MLModel1.training.cs")), "namespace MyModel;");
+
+        Run("dotnet", "build MyModel -c Release", _work).AssertSucceeded("dotnet build MyModel");
+        var run = Run("dotnet", $"{Quote(Path.Combine(project, "bin", "Release", "net10.0", "MyModel.dll"))} {Quote(LabelFolders("template-images", 10))}", project);
+        run.AssertSucceeded("the project made by the template");
+        StringAssert.Matches(run.Stdout, new Regex(@"^Accuracy: \d+\.\d+ %", RegexOptions.Multiline));
+        Assert.IsTrue(File.Exists(Path.Combine(project, "MLModel1.mlnet")), run.Stdout);
+        Assert.AreEqual(10, Regex.Matches(run.Stdout, @"^\S+\.png: \S+ \(", RegexOptions.Multiline).Count, run.Stdout);
+        StringAssert.Contains(run.Stdout, "Max |pooled Predict - single engine|: 0\n");
+    }
+
+    /// <summary>The first <paramref name="perClass"/> training images of each class, in label folders under the work folder.</summary>
+    private static string LabelFolders(string name, int perClass)
+    {
+        string images = Path.Combine(_work, name);
+        foreach (var dir in Directory.GetDirectories(Path.Combine(FashionMnist.Root, "train")))
+        {
+            Directory.CreateDirectory(Path.Combine(images, Path.GetFileName(dir)));
+            foreach (var file in Directory.GetFiles(dir, "*.png").Order(StringComparer.Ordinal).Take(perClass))
+                File.Copy(file, Path.Combine(images, Path.GetFileName(dir), Path.GetFileName(file)));
+        }
+        return images;
     }
 
     /// <summary>The first C# block after <paramref name="heading"/>.</summary>
