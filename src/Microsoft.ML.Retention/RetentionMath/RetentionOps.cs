@@ -223,10 +223,10 @@ public static class RetentionOps
         return (output, next);
     }
 
-    private static double Scale(Tensor q) => 1.0 / Math.Sqrt(q.shape[^1]);
+    internal static double Scale(Tensor q) => 1.0 / Math.Sqrt(q.shape[^1]);
 
     /// <summary>The type recurrent states accumulate in: float32 for bfloat16 or half tokens, else the tokens' own.</summary>
-    private static ScalarType StateType(Tensor q) => q.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : q.dtype;
+    internal static ScalarType StateType(Tensor q) => q.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : q.dtype;
 
     private static RetentionDecay DecayFor(Tensor gamma, Tensor q)
     {
@@ -234,7 +234,7 @@ public static class RetentionOps
         return RetentionDecay.FromTensor(gamma);
     }
 
-    private static void CheckTokens(Tensor q, Tensor k, Tensor v, int rank)
+    internal static void CheckTokens(Tensor q, Tensor k, Tensor v, int rank)
     {
         string layout = rank == 4 ? "[B, H, N, D]" : "[B, H, D]";
         foreach (var (tensor, name) in new[] { (q, nameof(q)), (k, nameof(k)), (v, nameof(v)) })
