@@ -4,7 +4,8 @@ namespace Microsoft.ML.Retention.RetentionMath;
 
 /// <summary>
 /// Retention with a 2-D decay over a grid of patches: O = ((q/√D) Kᵀ ⊙ D) V with D[n, m] = γ^(|Δrow| + |Δcolumn|)
-/// (see <see cref="SpatialDecayShape"/>), in two exact forms of the same function. q, k and v are [B, H, N, D] with the
+/// (see <see cref="SpatialDecayShape"/>), in exact forms of the same function: parallel, scan, and for the causal quadrant
+/// a recurrent one that streams in raster order. q, k and v are [B, H, N, D] with the
 /// N = rows × columns tokens in raster order; γ is [H] in (0, 1]. Without a softmax the decay factors into a row decay
 /// times a column decay, so the per-token states kᵀv can be scanned along the columns and then the rows
 /// (docs/architecture.md, "Spatial retention").
@@ -47,6 +48,34 @@ public static class SpatialRetention
         var swept = Sweep(Sweep(states, 3, g, both), 2, g, both);
         var read = q.to(type).mul(RetentionOps.Scale(q)).view(b, h, rows, columns, 1, d).matmul(swept); // [B, H, rows, columns, 1, D]
         return read.view(b, h, rows * columns, d).to(q.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Recurrent form of the causal quadrant: row by row in raster order, holding one state per column (the sum over the
+    /// quadrant above the current row) and the current row's, so memory is O(columns·D²) whatever the number of rows.
+    /// The bidirectional shape has no single-pass form (every output sees every token): use <see cref="Scan"/>.
+    /// </summary>
+    public static Tensor Recurrent(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns)
+    {
+        Check(q, k, v, gamma, rows, columns, SpatialDecayShape.CausalQuadrant);
+        using var scope = NewDisposeScope();
+        var type = RetentionOps.StateType(q);
+        long b = q.shape[0], h = q.shape[1], d = q.shape[3];
+        var g = gamma.to(type).view(1, h, 1, 1, 1);  // for the per-column states [B, H, columns, D, D]
+        var gToken = g.view(1, h, 1, 1);              // for one column's state in the row's sweep
+        Tensor? above = null; // [B, H, columns, D, D]: Σ over rows above of γ^(Δrow + Δcolumn)·kᵀv, per column
+        var outputs = new Tensor[rows];
+        for (long r = 0; r < rows; r++)
+        {
+            using var step = NewDisposeScope();
+            var tokens = new[] { q, k, v }.Select(t => t.narrow(2, r * columns, columns).to(type)).ToArray();
+            var row = Sweep(tokens[1].view(b, h, columns, d, 1) * tokens[2].view(b, h, columns, 1, d), 2, gToken, bidirectional: false);
+            var state = above is null ? row : row + g * above;
+            outputs[r] = tokens[0].mul(RetentionOps.Scale(q)).view(b, h, columns, 1, d).matmul(state).view(b, h, columns, d).MoveToOuterDisposeScope();
+            above?.Dispose();
+            above = state.MoveToOuterDisposeScope();
+        }
+        return cat(outputs, 2).to(q.dtype).MoveToOuterDisposeScope();
     }
 
     // x_i + γ·f_(i−1) along `dim`, and for a bidirectional sweep also the backward one, less x_i counted twice.

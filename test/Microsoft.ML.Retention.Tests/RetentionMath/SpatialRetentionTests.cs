@@ -3,7 +3,7 @@ using Microsoft.ML.Retention.RetentionMath;
 namespace Microsoft.ML.Retention.Tests;
 
 /// <summary>
-/// 2-D retention: the scan form equals the parallel form in float64 for both decay shapes, on square, one-row,
+/// 2-D retention: the scan form (and the causal quadrant's recurrent form) equals the parallel form in float64 for both decay shapes, on square, one-row,
 /// one-column and odd grids, with γ close to 1; in float32 within 1e-4; in bfloat16 with float32 states; and it is the
 /// function it claims to be (a hand-computed entry of the quadrant form).
 /// </summary>
@@ -32,6 +32,10 @@ public sealed class SpatialRetentionTests
             Console.WriteLine($"{rows}×{columns} {shape}: scan ÷ parallel {float64:G3} in float64, {float32:G3} in float32");
             Assert.IsTrue(float64 < 1e-12, $"{rows}×{columns} {shape}: {float64:G3}");
             Assert.IsTrue(float32 < 1e-4, $"{rows}×{columns} {shape}: {float32:G3}");
+            if (shape != SpatialDecayShape.CausalQuadrant) continue;
+            double recurrent = (SpatialRetention.Recurrent(q, k, v, gamma, rows, columns) - parallel).abs().max().ToDouble() / parallel.abs().max().ToDouble();
+            Console.WriteLine($"{rows}×{columns} {shape}: recurrent ÷ parallel {recurrent:G3} in float64");
+            Assert.IsTrue(recurrent < 1e-12, $"{rows}×{columns} recurrent: {recurrent:G3}");
         }
     }
 
@@ -54,7 +58,12 @@ public sealed class SpatialRetentionTests
             return sum;
         }
         foreach (var shape in new[] { SpatialDecayShape.Bidirectional, SpatialDecayShape.CausalQuadrant })
-            foreach (var form in new Func<Tensor>[] { () => SpatialRetention.Parallel(unit, unit, v, gamma, rows, columns, shape), () => SpatialRetention.Scan(unit, unit, v, gamma, rows, columns, shape) })
+            foreach (var form in new Func<Tensor>[]
+            {
+                () => SpatialRetention.Parallel(unit, unit, v, gamma, rows, columns, shape),
+                () => SpatialRetention.Scan(unit, unit, v, gamma, rows, columns, shape),
+                () => shape == SpatialDecayShape.CausalQuadrant ? SpatialRetention.Recurrent(unit, unit, v, gamma, rows, columns) : SpatialRetention.Scan(unit, unit, v, gamma, rows, columns, shape),
+            })
             {
                 var output = form().view(rows, columns);
                 for (int r = 0; r < rows; r++)
