@@ -51,6 +51,113 @@ public static class SpatialRetention
     }
 
     /// <summary>
+    /// Tiled form: parallel inside tiles of <paramref name="tileRows"/> × <paramref name="tileColumns"/> patches, and
+    /// states carried between tiles: per patch row across column bands, per patch column across row bands, and a
+    /// tile-level scan for the tiles up and to the left. Every exponent is at most a tile's size. The bidirectional
+    /// shape is the four quadrants (the grid flipped each way) less the row and the column through each query (1-D
+    /// bidirectional retention, tiled the same way) and the query itself. Tiles need not divide the grid.
+    /// </summary>
+    public static Tensor Tiled(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape, int tileRows, int tileColumns)
+    {
+        Check(q, k, v, gamma, rows, columns, shape);
+        if (tileRows < 1 || tileColumns < 1)
+            throw new ArgumentOutOfRangeException(nameof(tileRows), $"{tileRows}×{tileColumns}", $"Tiles must be at least 1×1 patches, but they are {tileRows}×{tileColumns}.");
+        using var scope = NewDisposeScope();
+        var type = RetentionOps.StateType(q);
+        long b = q.shape[0], h = q.shape[1], d = q.shape[3];
+        var g = gamma.to(type);
+        var (qs, ks, vs) = (q.to(type).mul(RetentionOps.Scale(q)).view(b, h, rows, columns, d), k.to(type).view(b, h, rows, columns, d), v.to(type).view(b, h, rows, columns, d));
+        Tensor output;
+        if (shape == SpatialDecayShape.CausalQuadrant)
+            output = QuadrantTiled(qs, ks, vs, g, tileRows, tileColumns);
+        else
+        {
+            output = zeros_like(qs);
+            foreach (var flip in new[] { Array.Empty<long>(), new long[] { 2 }, new long[] { 3 }, new long[] { 2, 3 } })
+                output.add_(flip.Length == 0 ? QuadrantTiled(qs, ks, vs, g, tileRows, tileColumns)
+                    : QuadrantTiled(qs.flip(flip), ks.flip(flip), vs.flip(flip), g, tileRows, tileColumns).flip(flip));
+            // Less the row and the column through each query (each holds the query once) and the query once more.
+            output.sub_(Line(qs, ks, vs, g, tileColumns)).sub_(Line(qs.transpose(2, 3), ks.transpose(2, 3), vs.transpose(2, 3), g, tileRows).transpose(2, 3))
+                .sub_((qs * ks).sum(-1, keepdim: true) * vs);
+        }
+        return output.reshape(b, h, rows * columns, d).to(q.dtype).MoveToOuterDisposeScope();
+    }
+
+    // 1-D bidirectional retention along each row of [B, H, rows, columns, D] (q already scaled): each row a 1×columns
+    // grid, whose quadrant is its causal retention; plus the anti-causal one, less the diagonal.
+    private static Tensor Line(Tensor q, Tensor k, Tensor v, Tensor g, int chunk)
+    {
+        long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
+        Tensor Rows(Tensor t) => t.permute(0, 2, 1, 3, 4).reshape(b * rows, h, 1, columns, d);
+        var (qq, kk, vv) = (Rows(q), Rows(k), Rows(v));
+        var line = QuadrantTiled(qq, kk, vv, g, 1, chunk) + QuadrantTiled(qq.flip(3), kk.flip(3), vv.flip(3), g, 1, chunk).flip(3)
+            - (qq * kk).sum(-1, keepdim: true) * vv;
+        return line.view(b, rows, h, columns, d).permute(0, 2, 1, 3, 4);
+    }
+
+    // The causal quadrant over [B, H, rows, columns, D] (q already scaled), tiled; the grid is padded with zero keys
+    // and values (which add nothing) to whole tiles.
+    private static Tensor QuadrantTiled(Tensor q, Tensor k, Tensor v, Tensor g, long tr, long tc)
+    {
+        long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
+        tr = Math.Min(tr, rows);
+        tc = Math.Min(tc, columns);
+        long ni = (rows + tr - 1) / tr, nk = (columns + tc - 1) / tc;
+        Tensor Tiles(Tensor t) => nn.functional.pad(t, new[] { 0L, 0, 0, nk * tc - columns, 0, ni * tr - rows })
+            .view(b, h, ni, tr, nk, tc, d).permute(0, 1, 2, 4, 3, 5, 6);                      // [B, H, ni, nk, tr, tc, D]
+        var (qt, kt, vt) = (Tiles(q), Tiles(k), Tiles(v));
+        var logG = g.to(ScalarType.Float64).log();
+        Tensor Powers(long from, long count) => (arange(from, from + count, ScalarType.Float64, q.device).unsqueeze(0) * logG.unsqueeze(1)).exp_().to(q.dtype); // [H, count]
+        Tensor Causal(long n) // [H, n, n]: γ^(i−i') for i' ≤ i
+        {
+            var i = arange(n, ScalarType.Float64, q.device);
+            var distance = i.unsqueeze(1) - i.unsqueeze(0);
+            return (distance.clamp_min(0).unsqueeze(0) * logG.view(-1, 1, 1)).exp_().mul_(distance.ge(0).to(ScalarType.Float64)).to(q.dtype);
+        }
+        // (a) inside each tile: the quadrant decay over the tile's tr·tc patches.
+        var rowsMask = Causal(tr).view(h, tr, 1, tr, 1);
+        var columnsMask = Causal(tc).view(h, 1, tc, 1, tc);
+        var inside = (rowsMask * columnsMask).reshape(h, tr * tc, tr * tc).view(1, h, 1, 1, tr * tc, tr * tc);
+        var flat = new long[] { b, h, ni, nk, tr * tc, d };
+        var output = qt.reshape(flat).matmul(kt.reshape(flat).transpose(-1, -2)).mul_(inside).matmul(vt.reshape(flat)).view(b, h, ni, nk, tr, tc, d);
+
+        // (b) the same row band, column bands to the left: per patch row, the states of each band decayed to its last column.
+        var toBandEnd = Powers(0, tc).flip(1).view(1, h, 1, 1, 1, tc, 1);                      // γ^(tc−1−j)
+        var rowStates = (kt * toBandEnd).transpose(-1, -2).matmul(vt);                          // Σ_j γ^(tc−1−j) k_jᵀ v_j per row: [B, H, ni, nk, tr, D, D]
+        var carriedRows = ScanBands(rowStates, 3, Powers(tc, 1).view(h));                      // R(K): bands before K, decayed to column sK − 1
+        var mixedRows = Causal(tr).view(1, h, 1, 1, tr, tr).matmul(carriedRows.reshape(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
+        output.add_(qt.matmul(mixedRows).mul_(Powers(1, tc).view(1, h, 1, 1, 1, tc, 1)));      // γ^(j+1)
+
+        // (c) the same column band, row bands above: the transpose of (b).
+        var toRowEnd = Powers(0, tr).flip(1).view(1, h, 1, 1, tr, 1, 1);
+        var columnStates = (kt * toRowEnd).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
+        var carriedColumns = ScanBands(columnStates, 2, Powers(tr, 1).view(h));
+        var mixedColumns = Causal(tc).view(1, h, 1, 1, tc, tc).matmul(carriedColumns.reshape(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
+        output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(Powers(1, tr).view(1, h, 1, 1, tr, 1, 1)));
+
+        // (d) tiles up and to the left: each tile's state decayed to its last row and column, scanned over the tiles.
+        var tileStates = (rowStates * toRowEnd.view(1, h, 1, 1, tr, 1, 1)).sum(4);                                 // [B, H, ni, nk, D, D]
+        var corner = ScanBands(ScanBands(tileStates, 3, Powers(tc, 1).view(h)), 2, Powers(tr, 1).view(h));
+        var toQuery = (Powers(1, tr).view(h, tr, 1) * Powers(1, tc).view(h, 1, tc)).view(1, h, 1, 1, tr, tc, 1);
+        output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(toQuery));
+
+        return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns);
+    }
+
+    // Along `dim`, the sum over the earlier bands, each step decaying by γ^(band length): out_0 = 0, out_i = γ·out_(i−1) + x_(i−1).
+    private static Tensor ScanBands(Tensor x, int dim, Tensor bandDecay)
+    {
+        long n = x.shape[dim];
+        var shape = Enumerable.Repeat(1L, (int)x.dim()).ToArray();
+        shape[1] = bandDecay.shape[0];
+        var g = bandDecay.view(shape);
+        var carried = new Tensor[n];
+        for (long i = 0; i < n; i++)
+            carried[i] = i == 0 ? zeros_like(x.select(dim, 0)) : g.squeeze(dim) * carried[i - 1] + x.select(dim, i - 1);
+        return stack(carried, dim);
+    }
+
+    /// <summary>
     /// Recurrent form of the causal quadrant: row by row in raster order, holding one state per column (the sum over the
     /// quadrant above the current row) and the current row's, so memory is O(columns·D²) whatever the number of rows.
     /// The bidirectional shape has no single-pass form (every output sees every token): use <see cref="Scan"/>.

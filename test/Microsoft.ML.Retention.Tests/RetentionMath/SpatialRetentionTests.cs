@@ -3,7 +3,7 @@ using Microsoft.ML.Retention.RetentionMath;
 namespace Microsoft.ML.Retention.Tests;
 
 /// <summary>
-/// 2-D retention: the scan form (and the causal quadrant's recurrent form) equals the parallel form in float64 for both decay shapes, on square, one-row,
+/// 2-D retention: the scan and tiled forms (and the causal quadrant's recurrent form) equal the parallel form in float64 for both decay shapes, on square, one-row,
 /// one-column and odd grids, with γ close to 1; in float32 within 1e-4; in bfloat16 with float32 states; and it is the
 /// function it claims to be (a hand-computed entry of the quadrant form).
 /// </summary>
@@ -40,6 +40,29 @@ public sealed class SpatialRetentionTests
     }
 
     [TestMethod]
+    [DataRow(7, 7, 2, 3)]
+    [DataRow(5, 8, 4, 4)]
+    [DataRow(1, 9, 1, 4)]
+    [DataRow(9, 1, 4, 1)]
+    [DataRow(6, 6, 3, 3)]
+    [DataRow(4, 5, 7, 7)]
+    public void TheTiledFormEqualsTheParallelForm(int rows, int columns, int tileRows, int tileColumns)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        var gamma = tensor(new[] { 0.75, 0.96875, 0.999 }, ScalarType.Float64);
+        var (q, k, v) = (randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64));
+        foreach (var shape in new[] { SpatialDecayShape.CausalQuadrant, SpatialDecayShape.Bidirectional })
+        {
+            var parallel = SpatialRetention.Parallel(q, k, v, gamma, rows, columns, shape);
+            var tiled = SpatialRetention.Tiled(q, k, v, gamma, rows, columns, shape, tileRows, tileColumns);
+            double difference = (tiled - parallel).abs().max().ToDouble() / parallel.abs().max().ToDouble();
+            Console.WriteLine($"{rows}×{columns}, tiles {tileRows}×{tileColumns}, {shape}: tiled ÷ parallel {difference:G3} in float64");
+            Assert.IsTrue(difference < 1e-12, $"{rows}×{columns}, tiles {tileRows}×{tileColumns}, {shape}: {difference:G3}");
+        }
+    }
+
+    [TestMethod]
     public void TheDecayIsTheManhattanDistanceOverTheChosenPatches()
     {
         using var scope = NewDisposeScope();
@@ -63,6 +86,7 @@ public sealed class SpatialRetentionTests
                 () => SpatialRetention.Parallel(unit, unit, v, gamma, rows, columns, shape),
                 () => SpatialRetention.Scan(unit, unit, v, gamma, rows, columns, shape),
                 () => shape == SpatialDecayShape.CausalQuadrant ? SpatialRetention.Recurrent(unit, unit, v, gamma, rows, columns) : SpatialRetention.Scan(unit, unit, v, gamma, rows, columns, shape),
+                () => SpatialRetention.Tiled(unit, unit, v, gamma, rows, columns, shape, 2, 3),
             })
             {
                 var output = form().view(rows, columns);
@@ -80,11 +104,20 @@ public sealed class SpatialRetentionTests
         var gamma = tensor(new[] { 0.9f, 0.99f });
         var q = randn(1, 2, 12, 8);
         var reference = SpatialRetention.Parallel(q, q, q, gamma, 3, 4, SpatialDecayShape.Bidirectional);
-        var bf16 = SpatialRetention.Scan(q.to(ScalarType.BFloat16), q.to(ScalarType.BFloat16), q.to(ScalarType.BFloat16), gamma, 3, 4, SpatialDecayShape.Bidirectional);
-        Assert.AreEqual(ScalarType.BFloat16, bf16.dtype);
-        double difference = (bf16.to(ScalarType.Float32) - reference).abs().max().ToDouble() / reference.abs().max().ToDouble();
-        Console.WriteLine($"bfloat16 tokens, float32 states: {difference:G3} of the output's scale");
-        Assert.IsTrue(difference < 2e-2, $"{difference:G3}"); // bfloat16 inputs: 8 bits of mantissa
+        var b16 = q.to(ScalarType.BFloat16);
+        foreach (var (form, bf16) in new[]
+        {
+            ("scan", SpatialRetention.Scan(b16, b16, b16, gamma, 3, 4, SpatialDecayShape.Bidirectional)),
+            ("tiled", SpatialRetention.Tiled(b16, b16, b16, gamma, 3, 4, SpatialDecayShape.Bidirectional, 2, 3)),
+        })
+        {
+            Assert.AreEqual(ScalarType.BFloat16, bf16.dtype);
+            double difference = (bf16.to(ScalarType.Float32) - reference).abs().max().ToDouble() / reference.abs().max().ToDouble();
+            Console.WriteLine($"{form}, bfloat16 tokens, float32 states: {difference:G3} of the output's scale");
+            Assert.IsTrue(difference < 2e-2, $"{form}: {difference:G3}"); // bfloat16 inputs: 8 bits of mantissa
+        }
+        var tiles = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => SpatialRetention.Tiled(q, q, q, gamma, 3, 4, SpatialDecayShape.Bidirectional, 0, 2));
+        StringAssert.Contains(tiles.Message, "Tiles must be at least 1×1 patches, but they are 0×2");
 
         var grid = Assert.ThrowsExactly<ArgumentException>(() => SpatialRetention.Scan(q, q, q, gamma, 3, 5, SpatialDecayShape.Bidirectional));
         StringAssert.Contains(grid.Message, "A 3×5 grid holds 15 tokens, but q has 12");
