@@ -10,6 +10,14 @@ namespace Microsoft.ML.Retention.Tests;
 [TestClass]
 public sealed class SpatialRetentionTests
 {
+    // Three heads with γ from fast to close to 1, and random q, k, v [2, 3, tokens, 4], in float64.
+    private static (Tensor Gamma, Tensor Q, Tensor K, Tensor V) Float64Tokens(long tokens, long seed)
+    {
+        manual_seed(seed);
+        Tensor Random() => randn(2, 3, tokens, 4, ScalarType.Float64);
+        return (tensor(new[] { 0.75, 0.96875, 0.999 }, ScalarType.Float64), Random(), Random(), Random());
+    }
+
     [TestMethod]
     [DataRow(7, 7)]
     [DataRow(1, 9)]
@@ -18,9 +26,7 @@ public sealed class SpatialRetentionTests
     public void TheScanFormEqualsTheParallelForm(int rows, int columns)
     {
         using var scope = NewDisposeScope();
-        manual_seed(11);
-        var gamma = tensor(new[] { 0.75, 0.96875, 0.999 }, ScalarType.Float64);
-        var (q, k, v) = (randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64));
+        var (gamma, q, k, v) = Float64Tokens(rows * columns, seed: 11);
         foreach (var shape in new[] { SpatialDecayShape.Bidirectional, SpatialDecayShape.CausalQuadrant })
         {
             var parallel = SpatialRetention.Parallel(q, k, v, gamma, rows, columns, shape);
@@ -49,9 +55,7 @@ public sealed class SpatialRetentionTests
     public void TheTiledFormEqualsTheParallelForm(int rows, int columns, int tileRows, int tileColumns)
     {
         using var scope = NewDisposeScope();
-        manual_seed(13);
-        var gamma = tensor(new[] { 0.75, 0.96875, 0.999 }, ScalarType.Float64);
-        var (q, k, v) = (randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64), randn(2, 3, rows * columns, 4, ScalarType.Float64));
+        var (gamma, q, k, v) = Float64Tokens(rows * columns, seed: 13);
         foreach (var shape in new[] { SpatialDecayShape.CausalQuadrant, SpatialDecayShape.Bidirectional })
         {
             var parallel = SpatialRetention.Parallel(q, k, v, gamma, rows, columns, shape);
