@@ -68,21 +68,21 @@ internal sealed class StreamingImageSource : IDisposable
         long decoded = _decoder.RowsRead;
         if (decoded < first + count)
         {
-            // Rows above `first` are never asked for again: the ones still needed move to the buffer's start.
-            long keep = Math.Max(0, decoded - first);
-            if ((first + count - Math.Min(first, decoded)) * _rowBytes > _rows.Length)
-                throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' are more than a band holds ({_rows.Length / _rowBytes} rows).");
-            Buffer.BlockCopy(_rows, (int)((decoded - keep - _keptFirst) * _rowBytes), _rows, 0, (int)(keep * _rowBytes));
-            _keptFirst = decoded - keep;
-            if (_keptFirst < first) // rows between the kept ones and `first` are skipped over
+            if (decoded < first) // reads never skip rows
                 throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' were asked for past rows never read (from {decoded}).");
+            if (count * _rowBytes > _rows.Length)
+                throw new InvalidOperationException($"Rows {first} to {first + count - 1} of '{_name}' are more than a band holds ({_rows.Length / _rowBytes} rows).");
+            // Rows above `first` are never asked for again: the ones still needed move to the buffer's start.
+            long keep = decoded - first;
+            Buffer.BlockCopy(_rows, (int)((first - _keptFirst) * _rowBytes), _rows, 0, (int)(keep * _rowBytes));
+            _keptFirst = first;
             _decoder.Read(_rows, (int)(keep * _rowBytes), (int)(first + count - decoded));
         }
         var window = new byte[count * columns * 4];
         for (long r = 0; r < count; r++)
             Buffer.BlockCopy(_rows, (int)((first - _keptFirst + r) * _rowBytes + column * 4), window, (int)(r * columns * 4), (int)(columns * 4));
         using var scope = NewDisposeScope();
-        return _planes.From(window, (int)count, (int)columns, bgra: true).unsqueeze(0).MoveToOuterDisposeScope();
+        return _planes.From(tensor(window, new[] { count, columns, 4L }), bgra: true).unsqueeze(0).MoveToOuterDisposeScope();
     }
 
     public void Dispose() => _decoder.Dispose();

@@ -43,7 +43,7 @@ public static class SpatialRetention
         long b = q.shape[0], h = q.shape[1], d = q.shape[3];
         var grid = new[] { b, h, rows, columns };
         var states = k.to(type).view(b, h, rows, columns, d, 1) * v.to(type).view(b, h, rows, columns, 1, d); // [B, H, rows, columns, D, D]
-        var g = gamma.to(type).view(1, h, 1, 1, 1);
+        var g = gamma.to(type);
         bool both = shape == SpatialDecayShape.Bidirectional;
         var swept = Sweep(Sweep(states, 3, g, both), 2, g, both);
         var read = q.to(type).mul(RetentionOps.Scale(q)).view(b, h, rows, columns, 1, d).matmul(swept); // [B, H, rows, columns, 1, D]
@@ -115,46 +115,39 @@ public static class SpatialRetention
             return (distance.clamp_min(0).unsqueeze(0) * logG.view(-1, 1, 1)).exp_().mul_(distance.ge(0).to(ScalarType.Float64)).to(q.dtype);
         }
         // (a) inside each tile: the quadrant decay over the tile's tr·tc patches.
-        var rowsMask = Causal(tr).view(h, tr, 1, tr, 1);
-        var columnsMask = Causal(tc).view(h, 1, tc, 1, tc);
-        var inside = (rowsMask * columnsMask).reshape(h, tr * tc, tr * tc).view(1, h, 1, 1, tr * tc, tr * tc);
+        var (downTile, acrossTile) = (Causal(tr), Causal(tc));
+        var inside = (downTile.view(h, tr, 1, tr, 1) * acrossTile.view(h, 1, tc, 1, tc)).reshape(h, tr * tc, tr * tc).view(1, h, 1, 1, tr * tc, tr * tc);
         var flat = new long[] { b, h, ni, nk, tr * tc, d };
         var output = qt.reshape(flat).matmul(kt.reshape(flat).transpose(-1, -2)).mul_(inside).matmul(vt.reshape(flat)).view(b, h, ni, nk, tr, tc, d);
 
         // (b) the same row band, column bands to the left: per patch row, the states of each band decayed to its last column.
         var toBandEnd = Powers(0, tc).flip(1).view(1, h, 1, 1, 1, tc, 1);                      // γ^(tc−1−j)
         var rowStates = (kt * toBandEnd).transpose(-1, -2).matmul(vt);                          // Σ_j γ^(tc−1−j) k_jᵀ v_j per row: [B, H, ni, nk, tr, D, D]
-        var carriedRows = ScanBands(rowStates, 3, Powers(tc, 1).view(h));                      // R(K): bands before K, decayed to column sK − 1
-        var mixedRows = Causal(tr).view(1, h, 1, 1, tr, tr).matmul(carriedRows.reshape(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
+        var carriedRows = SweepBefore(rowStates, 3, Powers(tc, 1).view(h));                      // R(K): bands before K, decayed to column sK − 1
+        var mixedRows = downTile.view(1, h, 1, 1, tr, tr).matmul(carriedRows.reshape(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
         output.add_(qt.matmul(mixedRows).mul_(Powers(1, tc).view(1, h, 1, 1, 1, tc, 1)));      // γ^(j+1)
 
         // (c) the same column band, row bands above: the transpose of (b).
         var toRowEnd = Powers(0, tr).flip(1).view(1, h, 1, 1, tr, 1, 1);
         var columnStates = (kt * toRowEnd).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
-        var carriedColumns = ScanBands(columnStates, 2, Powers(tr, 1).view(h));
-        var mixedColumns = Causal(tc).view(1, h, 1, 1, tc, tc).matmul(carriedColumns.reshape(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
+        var carriedColumns = SweepBefore(columnStates, 2, Powers(tr, 1).view(h));
+        var mixedColumns = acrossTile.view(1, h, 1, 1, tc, tc).matmul(carriedColumns.reshape(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
         output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(Powers(1, tr).view(1, h, 1, 1, tr, 1, 1)));
 
         // (d) tiles up and to the left: each tile's state decayed to its last row and column, scanned over the tiles.
         var tileStates = (rowStates * toRowEnd.view(1, h, 1, 1, tr, 1, 1)).sum(4);                                 // [B, H, ni, nk, D, D]
-        var corner = ScanBands(ScanBands(tileStates, 3, Powers(tc, 1).view(h)), 2, Powers(tr, 1).view(h));
+        var corner = SweepBefore(SweepBefore(tileStates, 3, Powers(tc, 1).view(h)), 2, Powers(tr, 1).view(h));
         var toQuery = (Powers(1, tr).view(h, tr, 1) * Powers(1, tc).view(h, 1, tc)).view(1, h, 1, 1, tr, tc, 1);
         output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(toQuery));
 
         return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns);
     }
 
-    // Along `dim`, the sum over the earlier bands, each step decaying by γ^(band length): out_0 = 0, out_i = γ·out_(i−1) + x_(i−1).
-    private static Tensor ScanBands(Tensor x, int dim, Tensor bandDecay)
+    // Along `dim`, the sum over the earlier positions only (each step decaying by γ, [H]): out_0 = 0, out_i = γ·out_(i−1) + x_(i−1).
+    private static Tensor SweepBefore(Tensor x, int dim, Tensor gamma)
     {
-        long n = x.shape[dim];
-        var shape = Enumerable.Repeat(1L, (int)x.dim()).ToArray();
-        shape[1] = bandDecay.shape[0];
-        var g = bandDecay.view(shape);
-        var carried = new Tensor[n];
-        for (long i = 0; i < n; i++)
-            carried[i] = i == 0 ? zeros_like(x.select(dim, 0)) : g.squeeze(dim) * carried[i - 1] + x.select(dim, i - 1);
-        return stack(carried, dim);
+        var swept = Sweep(x, dim, gamma, bidirectional: false);
+        return cat(new[] { zeros_like(swept.narrow(dim, 0, 1)), swept.narrow(dim, 0, x.shape[dim] - 1) }, dim);
     }
 
     /// <summary>
@@ -168,16 +161,16 @@ public static class SpatialRetention
         using var scope = NewDisposeScope();
         var type = RetentionOps.StateType(q);
         long b = q.shape[0], h = q.shape[1], d = q.shape[3];
-        var g = gamma.to(type).view(1, h, 1, 1, 1);  // for the per-column states [B, H, columns, D, D]
-        var gToken = g.view(1, h, 1, 1);              // for one column's state in the row's sweep
+        var g = gamma.to(type);
+        var gColumns = g.view(1, h, 1, 1, 1); // for the per-column states [B, H, columns, D, D]
         Tensor? above = null; // [B, H, columns, D, D]: Σ over rows above of γ^(Δrow + Δcolumn)·kᵀv, per column
         var outputs = new Tensor[rows];
         for (long r = 0; r < rows; r++)
         {
             using var step = NewDisposeScope();
             var tokens = new[] { q, k, v }.Select(t => t.narrow(2, r * columns, columns).to(type)).ToArray();
-            var row = Sweep(tokens[1].view(b, h, columns, d, 1) * tokens[2].view(b, h, columns, 1, d), 2, gToken, bidirectional: false);
-            var state = above is null ? row : row + g * above;
+            var row = Sweep(tokens[1].view(b, h, columns, d, 1) * tokens[2].view(b, h, columns, 1, d), 2, g, bidirectional: false);
+            var state = above is null ? row : row + gColumns * above;
             outputs[r] = tokens[0].mul(RetentionOps.Scale(q)).view(b, h, columns, 1, d).matmul(state).view(b, h, columns, d).MoveToOuterDisposeScope();
             above?.Dispose();
             above = state.MoveToOuterDisposeScope();
@@ -185,9 +178,13 @@ public static class SpatialRetention
         return cat(outputs, 2).to(q.dtype).MoveToOuterDisposeScope();
     }
 
-    // x_i + γ·f_(i−1) along `dim`, and for a bidirectional sweep also the backward one, less x_i counted twice.
-    private static Tensor Sweep(Tensor x, int dim, Tensor g, bool bidirectional)
+    // f_i = x_i + γ·f_(i−1) along `dim`, with γ [H] per head (dim 1); for a bidirectional sweep also the backward one,
+    // less x_i counted twice.
+    private static Tensor Sweep(Tensor x, int dim, Tensor gamma, bool bidirectional)
     {
+        var shape = Enumerable.Repeat(1L, (int)x.dim() - 1).ToArray(); // one position along `dim`
+        shape[1] = gamma.shape[0];
+        var g = gamma.view(shape);
         long n = x.shape[dim];
         var forward = new Tensor[n];
         for (long i = 0; i < n; i++)
