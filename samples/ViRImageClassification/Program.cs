@@ -34,6 +34,9 @@ var trainingPrecision = new Option<ViRPrecision>("--training-precision") { Descr
 var device = new Option<ViRDevice>("--device") { Description = "Auto, Cpu or Cuda.", DefaultValueFactory = _ => ViRDevice.Auto };
 var output = new Option<string>("--out") { Description = "Folder for model.zip and the plots.", DefaultValueFactory = _ => "vir-output" };
 var stem = new Option<PatchStem?>("--stem") { Description = "How patches become tokens: Patchify or Convolutional. Default: the architecture's." };
+var decaySchedule = new Option<DecaySchedule?>("--decay-schedule") { Description = "ViR: how each head's decay γ is chosen: RetNet, LogSpaced or Rmt. Default: the architecture's." };
+var spatialDecay = new Option<SpatialDecayShape?>("--spatial-decay") { Description = "ViR: decay by the 2-D distance between patches, over the whole grid (Bidirectional) or the upper-left quadrant (CausalQuadrant), instead of along the raster order." };
+var retentionGroupNorm = new Option<bool>("--retention-group-norm") { Description = "ViR: RetNet's GroupNorm on each head's retention output." };
 var learningRate = new Option<double>("--learning-rate") { Description = "Peak AdamW learning rate.", DefaultValueFactory = _ => 1e-3 };
 var augment = new Option<bool>("--augment") { Description = "Random resized crops and flips during training (pays off over many epochs, not in short runs)." };
 var minCropScale = new Option<double>("--min-crop-scale") { Description = "With --augment: smallest random crop, as a fraction of the image area (1: no crop).", DefaultValueFactory = _ => 0.35 };
@@ -46,7 +49,7 @@ var maxPerClass = new Option<int?>("--max-images-per-class") { Description = "Us
 
 var root = new RootCommand("Train a Vision Retention Network (ViR) or RMT image classifier with ML.NET, evaluate it, save model.zip and plot the results.")
 {
-    data, arch, initialWeights, ema, imageSize, stem, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, seed, compare, maxPerClass,
+    data, arch, initialWeights, ema, imageSize, stem, decaySchedule, spatialDecay, retentionGroupNorm, epochs, batchSize, learningRate, mode, chunkSize, precision, trainingPrecision, device, output, augment, minCropScale, maxTranslation, randomErasing, tune, seed, compare, maxPerClass,
 };
 root.SetAction(parsed =>
 {
@@ -58,6 +61,9 @@ root.SetAction(parsed =>
         MovingAverage = parsed.GetValue(ema),
         ImageSize = parsed.GetValue(imageSize),
         Stem = parsed.GetValue(stem),
+        DecaySchedule = parsed.GetValue(decaySchedule),
+        SpatialDecay = parsed.GetValue(spatialDecay),
+        RetentionGroupNorm = parsed.GetValue(retentionGroupNorm),
         LearningRate = parsed.GetValue(learningRate),
         Epochs = parsed.GetValue(epochs),
         BatchSize = parsed.GetValue(batchSize),

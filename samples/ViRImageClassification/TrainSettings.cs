@@ -16,6 +16,10 @@ public sealed record TrainSettings
     public string Architecture { get; init; } = nameof(ViRConfig.Mini);
     public int? ImageSize { get; init; }
     public PatchStem? Stem { get; init; }
+    /// <summary>ViR only: the decays' schedule and shape, and RetNet's GroupNorm; null keeps the preset's.</summary>
+    public DecaySchedule? DecaySchedule { get; init; }
+    public SpatialDecayShape? SpatialDecay { get; init; }
+    public bool RetentionGroupNorm { get; init; }
     /// <summary>A checkpoint to start from (.pth or safetensors), and whether to read a training checkpoint's model_ema.</summary>
     public string? InitialWeights { get; init; }
     public bool MovingAverage { get; init; }
@@ -31,6 +35,8 @@ public sealed record TrainSettings
     {
         if (Architecture.StartsWith(RmtPrefix, StringComparison.OrdinalIgnoreCase))
         {
+            if (DecaySchedule is not null || SpatialDecay is not null || RetentionGroupNorm)
+                throw new ArgumentException($"--decay-schedule, --spatial-decay and --retention-group-norm shape a ViR's retention; {Architecture} is an RMT, which has its own decays.");
             var rmt = RmtConfig.Presets[Architecture[RmtPrefix.Length..]];
             return rmt with { ImageHeight = ImageSize ?? rmt.ImageHeight, ImageWidth = ImageSize ?? rmt.ImageWidth };
         }
@@ -40,6 +46,9 @@ public sealed record TrainSettings
             ImageHeight = ImageSize ?? preset.ImageHeight,
             ImageWidth = ImageSize ?? preset.ImageWidth,
             Stem = Stem ?? preset.Stem,
+            DecaySchedule = DecaySchedule ?? preset.DecaySchedule,
+            SpatialDecay = SpatialDecay ?? preset.SpatialDecay,
+            RetentionGroupNorm = RetentionGroupNorm || preset.RetentionGroupNorm,
         };
     }
     public double LearningRate { get; init; } = 1e-3;

@@ -216,10 +216,10 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
 
     /// <summary>
     /// True when <paramref name="images"/> is a column of file paths that this transformer streams: the recurrent form of a
-    /// ViR. The other forms, and an RMT, read each file whole and resize it to the model's resolution.
+    /// ViR with the 1-D decay. The other forms, an RMT and a ViR with a 2-D decay read each file whole and resize it to the model's resolution.
     /// </summary>
     internal bool StreamsFiles(ImageColumn images) =>
-        images.Kind == ImageColumnKind.Path && Retention.Mode == RetentionMode.Recurrent && Architecture is ViRConfig;
+        images.Kind == ImageColumnKind.Path && Retention.Mode == RetentionMode.Recurrent && Architecture is ViRConfig { SpatialDecay: null };
 
     /// <summary>A file of an image column scored band by band (<see cref="StreamsFiles"/>); <c>mlContext.CancelExecution()</c> stops it between bands.</summary>
     internal ScoredBatch ScoreFile(Stream stream, string file) =>

@@ -33,17 +33,20 @@ public sealed partial class ViRImageClassificationTransformer
     // Earlier formats, still read: 0x00010001 stored the config as 13 positional numbers and no checksum;
     // 0x00010002 added the patch stem after them; 0x00010003 stored the config as JSON, and a checksum of the weights alone;
     // 0x00010004 had no backbone tag (every model was a ViR).
-    internal const uint FormatVersion = 0x00010005;
+    // 0x00010006 has 0x00010005's layout; a model whose config uses a field 0x00010005 readers would ignore (a ViR's
+    // SpatialDecay or RetentionGroupNorm) is marked readable from 0x00010006 only, so older readers refuse it by name.
+    internal const uint FormatVersion = 0x00010006;
     private const uint OldestReadableVersion = 0x00010001;
     private const uint FirstVersionWithStem = 0x00010002;
     private const uint FirstVersionWithJson = 0x00010003;
     private const uint FirstVersionWithEntryDigest = 0x00010004;
     private const uint FirstVersionWithBackbone = 0x00010005;
+    private const uint FirstVersionWithDecayShape = 0x00010006;
 
-    private static VersionInfo GetVersionInfo() => new(
+    private static VersionInfo GetVersionInfo(uint readable = FormatVersion) => new(
         modelSignature: "VIRIMGCL",
         verWrittenCur: FormatVersion,
-        verReadableCur: FormatVersion,
+        verReadableCur: readable,
         verWeCanReadBack: OldestReadableVersion,
         loaderSignature: LoaderSignature,
         loaderAssemblyName: typeof(ViRImageClassificationTransformer).Assembly.FullName);
@@ -53,7 +56,8 @@ public sealed partial class ViRImageClassificationTransformer
         ThrowIfDisposed();
         using var use = _shared.Use() ?? throw DisposedError();
         ctx.CheckAtModel();
-        ctx.SetVersionInfo(GetVersionInfo());
+        ctx.SetVersionInfo(GetVersionInfo(Architecture is ViRConfig { SpatialDecay: not null } or ViRConfig { RetentionGroupNorm: true }
+            ? FirstVersionWithDecayShape : FirstVersionWithBackbone));
         var w = ctx.Writer;
         ctx.SaveNonEmptyString(Architecture.Backbone);
         ctx.SaveNonEmptyString(Architecture.ToJson());

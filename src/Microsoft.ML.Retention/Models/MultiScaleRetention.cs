@@ -9,7 +9,8 @@ namespace Microsoft.ML.Retention.Models;
 /// <summary>
 /// Multi-head retention with one decay γ per head: a fused qkv projection, retention in the form the
 /// <see cref="RetentionSettings"/> name, then an output projection. RetNet's swish gate and per-head GroupNorm are
-/// options, off by default as in ViR. Input and output are [B, N, dim].
+/// options, off by default as in ViR. Input and output are [B, N, dim]. With a 2-D decay (<see cref="SpatialRetention"/>)
+/// the tokens are the patches of <see cref="RetentionSettings"/>' grid in raster order and then the [class] token.
 /// </summary>
 public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tensor>
 {
@@ -20,20 +21,26 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
 
     private readonly int _heads;
     private readonly RetentionDecay _decay;
+    private readonly SpatialDecayShape? _spatial;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="dim">Model width; must be divisible by <paramref name="heads"/>.</param>
     /// <param name="heads">Number of heads, each with its own decay.</param>
     /// <param name="schedule">How the per-head decays are chosen.</param>
     /// <param name="useGate">Adds RetNet's swish output gate.</param>
-    /// <param name="useGroupNorm">Adds RetNet's per-head GroupNorm on the retention output.</param>
-    public MultiScaleRetention(int dim, int heads, DecaySchedule schedule = DecaySchedule.RetNet, bool useGate = false, bool useGroupNorm = false)
+    /// <param name="useGroupNorm">Adds RetNet's GroupNorm on the retention output: each head of each token normalised, without weights.</param>
+    /// <param name="spatialDecay">Decays by the 2-D distance between patches instead of along the raster order; null for the 1-D decay.</param>
+    public MultiScaleRetention(int dim, int heads, DecaySchedule schedule = DecaySchedule.RetNet, bool useGate = false, bool useGroupNorm = false,
+        SpatialDecayShape? spatialDecay = null)
         : base(nameof(MultiScaleRetention))
     {
         if (heads <= 0) throw new ArgumentException($"heads must be at least 1, but it is {heads}.", nameof(heads));
         if (dim <= 0 || dim % heads != 0)
             throw new ArgumentException($"dim must be a positive multiple of heads ({heads}), but it is {dim}.", nameof(dim));
+        if (spatialDecay is { } shape && !Enum.IsDefined(shape))
+            throw new ArgumentOutOfRangeException(nameof(spatialDecay), shape, $"spatialDecay must be null, Bidirectional or CausalQuadrant, but it is {shape}.");
         _heads = heads;
+        _spatial = spatialDecay;
         _decay = RetentionDecay.Shared(DecaySchedules.Gammas(schedule, heads));
         qkv = Linear(dim, 3 * dim, hasBias: true);
         proj = Linear(dim, dim);
@@ -53,13 +60,36 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     {
         using var scope = NewDisposeScope();
         var (q, k, v) = Heads(x);
-        var retained = retention.Mode switch
+        var retained = _spatial is { } shape ? Spatial(q, k, v, shape, retention) : retention.Mode switch
         {
             RetentionMode.Parallel => RetentionOps.Parallel(q, k, v, _decay),
             RetentionMode.Chunkwise => RetentionOps.Chunkwise(q, k, v, _decay, retention.ChunkSize),
             _ => RetentionOps.Recurrent(q, k, v, _decay),
         };
         return Output(x, retained).MoveToOuterDisposeScope();
+    }
+
+    // The patches in the 2-D form the mode names (chunkwise: tiles of about a chunk's tokens; recurrent: the causal
+    // quadrant's row-by-row form, or the scan for the bidirectional decay, which has no one-pass form), then the [class]
+    // token, which reads the grid from one place past its last patch.
+    private Tensor Spatial(Tensor q, Tensor k, Tensor v, SpatialDecayShape shape, RetentionSettings retention)
+    {
+        var (rows, columns) = retention.Grid;
+        long patches = rows * columns;
+        if (patches < 1 || patches + 1 != q.shape[2])
+            throw new ArgumentException($"A 2-D decay needs the patch grid the tokens came from: {rows}×{columns} patches and the [class] token make " +
+                $"{patches + 1} tokens, but there are {q.shape[2]}.", nameof(retention));
+        var gamma = _decay.Gamma(ScalarType.Float64, q.device);
+        var (qp, kp, vp) = (q.narrow(2, 0, patches), k.narrow(2, 0, patches), v.narrow(2, 0, patches));
+        var grid = retention.Mode switch
+        {
+            RetentionMode.Parallel => SpatialRetention.Parallel(qp, kp, vp, gamma, rows, columns, shape),
+            RetentionMode.Chunkwise => SpatialRetention.Tiled(qp, kp, vp, gamma, rows, columns, shape, SpatialRetention.TileSide(retention.ChunkSize, patches),
+                SpatialRetention.TileSide(retention.ChunkSize, patches)),
+            _ when shape == SpatialDecayShape.CausalQuadrant => SpatialRetention.Recurrent(qp, kp, vp, gamma, rows, columns),
+            _ => SpatialRetention.Scan(qp, kp, vp, gamma, rows, columns, shape),
+        };
+        return cat(new[] { grid, SpatialRetention.ReadPastLast(q.narrow(2, patches, 1), k, v, gamma, rows, columns) }, 2);
     }
 
     /// <summary>
@@ -93,7 +123,7 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     {
         long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
         var y = retained.transpose(1, 2).reshape(b, n, dim);
-        if (group_norm is not null) y = group_norm.forward(y.transpose(1, 2)).transpose(1, 2);
+        if (group_norm is not null) y = group_norm.forward(y.view(b * n, dim, 1)).view(b, n, dim); // per token, as RetNet: causal forms stay causal
         if (gate is not null) y = nn.functional.silu(gate.forward(x)) * y;
         return proj.forward(y);
     }

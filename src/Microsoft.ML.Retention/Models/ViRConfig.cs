@@ -60,6 +60,18 @@ public sealed record ViRConfig : IVisionBackboneConfig
     /// <summary>How each retention head's decay is chosen.</summary>
     public DecaySchedule DecaySchedule { get; init; } = DecaySchedule.RetNet;
 
+    /// <summary>
+    /// Null (the ViR paper's): each head decays along the raster order, γ^(n − m). Otherwise by the 2-D distance
+    /// between patches, γ^(|Δrow| + |Δcolumn|), over the whole grid or its upper-left quadrant
+    /// (<see cref="SpatialRetention"/>); the [class] token, last, reads the grid from one place past its last patch.
+    /// Every form stays exact: chunkwise becomes tiles, recurrent the quadrant's row-by-row form (or the scan).
+    /// A model with a 2-D decay is not streamed band by band.
+    /// </summary>
+    public SpatialDecayShape? SpatialDecay { get; init; }
+
+    /// <summary>RetNet's GroupNorm on each retention output: every head of every token normalised, without weights.</summary>
+    public bool RetentionGroupNorm { get; init; }
+
     /// <summary>Number of output classes; 0 gives a model without a head.</summary>
     public int NumClasses { get; init; } = 1000;
 
@@ -159,6 +171,7 @@ public sealed record ViRConfig : IVisionBackboneConfig
         Require(DropPath is >= 0 and < 1, nameof(DropPath), "in [0, 1)", DropPath);
         Require(LayerScaleInit >= 0, nameof(LayerScaleInit), "0 (off) or positive", LayerScaleInit);
         Require(Enum.IsDefined(DecaySchedule), nameof(DecaySchedule), "a defined schedule", DecaySchedule);
+        Require(SpatialDecay is null || Enum.IsDefined(SpatialDecay.Value), nameof(SpatialDecay), "null, Bidirectional or CausalQuadrant", SpatialDecay!);
         Require(NumClasses >= 0, nameof(NumClasses), "0 (no head) or more", NumClasses);
         Require(Math.Floor(Dim * MlpRatio) is >= 1 and <= int.MaxValue, nameof(MlpRatio), $"a ratio that gives an MLP width from 1 to {int.MaxValue} at Dim {Dim}", MlpRatio);
         double parameters = ParameterCountEstimate();

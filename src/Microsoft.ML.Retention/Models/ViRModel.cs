@@ -15,7 +15,8 @@ public sealed class ViRModel : VisionTransformerBase, IVisionBackbone
 {
     /// <summary>Creates a randomly initialised ViR (seed it with <c>torch.manual_seed</c>).</summary>
     public ViRModel(ViRConfig config)
-        : base(nameof(ViRModel), config, classTokenLast: true, () => new MultiScaleRetention(config.Dim, config.Heads, config.DecaySchedule))
+        : base(nameof(ViRModel), config, classTokenLast: true, () => new MultiScaleRetention(config.Dim, config.Heads, config.DecaySchedule,
+            useGroupNorm: config.RetentionGroupNorm, spatialDecay: config.SpatialDecay))
     {
     }
 

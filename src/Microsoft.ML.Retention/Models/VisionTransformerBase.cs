@@ -102,6 +102,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         var patches = patch_embed.forward(images) + PositionEmbedding(gridH, gridW);
         var cls = cls_token.expand(batch, -1, -1);
         var x = pos_drop.forward(_classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
+        retention = retention with { Grid = (gridH, gridW) };
         foreach (var block in blocks) x = block.forward(x, retention);
         x = norm.forward(x);
         return x.select(1, _classTokenLast ? -1 : 0).MoveToOuterDisposeScope();
@@ -141,6 +142,8 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         int bandTokens, int chunkSize, Action<double>? progress = null, CancellationToken cancellation = default)
     {
         if (!_classTokenLast) throw new NotSupportedException("Only a causal model with its [class] token last (a ViR) can take an image band by band.");
+        if (Config.SpatialDecay is { } spatial)
+            throw new NotSupportedException($"A ViR with a 2-D decay (SpatialDecay {spatial}) is not streamed band by band; score it whole, in any retention form.");
         if (training) throw new InvalidOperationException("Streaming is for inference: call eval() first (the stem's BatchNorm must use its running statistics).");
         if (bandTokens < 1) throw new ArgumentOutOfRangeException(nameof(bandTokens), bandTokens, $"bandTokens must be at least 1, but it is {bandTokens}.");
         ChunkSizes.Check(chunkSize, nameof(chunkSize));

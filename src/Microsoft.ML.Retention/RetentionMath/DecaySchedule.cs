@@ -8,4 +8,7 @@ public enum DecaySchedule
 
     /// <summary>The ViR authors' log-spaced <c>γ = 1 − exp(linspace(ln 1/32, ln 1/512, H))</c>.</summary>
     LogSpaced,
+
+    /// <summary>RMT's first-stage decays, <c>γ_h = 1 − 2^−(2 + 4h/H)</c> (from 0.75): strong, for short distances such as a small grid's 2-D ones.</summary>
+    Rmt,
 }

@@ -16,6 +16,7 @@ public static class DecaySchedules
                 double t = heads == 1 ? 0 : (double)h / (heads - 1);
                 return (float)(1 - Math.Exp(from + t * (to - from)));
             }).ToArray(),
+            DecaySchedule.Rmt => Enumerable.Range(0, heads).Select(h => (float)(1 - Math.Pow(2, -(2 + 4.0 * h / heads)))).ToArray(),
             _ => throw new ArgumentOutOfRangeException(nameof(schedule), schedule, "Unknown decay schedule."),
         };
     }

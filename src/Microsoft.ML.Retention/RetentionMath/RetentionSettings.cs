@@ -24,6 +24,9 @@ public readonly record struct RetentionSettings
     /// <summary>Tokens per chunk in chunkwise form; <see cref="ChunkSizes.Auto"/> (0) picks it from the token count.</summary>
     public int ChunkSize { get; }
 
+    /// <summary>The patch grid the tokens came from (the model sets it), for a 2-D decay; the [class] token is not on it.</summary>
+    internal (long Rows, long Columns) Grid { get; init; }
+
     /// <inheritdoc/>
     public override string ToString() => Mode == RetentionMode.Chunkwise
         ? $"Chunkwise (chunk size {(ChunkSize == ChunkSizes.Auto ? "automatic" : ChunkSize)})"

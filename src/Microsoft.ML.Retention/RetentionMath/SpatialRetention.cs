@@ -18,17 +18,50 @@ public static class SpatialRetention
         Check(q, k, v, gamma, rows, columns, shape);
         using var scope = NewDisposeScope();
         var type = RetentionOps.StateType(q);
-        var row = arange(rows, ScalarType.Int64, q.device).repeat_interleave(columns);   // [N]
-        var column = arange(columns, ScalarType.Int64, q.device).repeat(rows);           // [N]
-        var down = row.unsqueeze(1) - row.unsqueeze(0);                                    // query row − key row
-        var across = column.unsqueeze(1) - column.unsqueeze(0);
-        var distance = (down.abs() + across.abs()).to(ScalarType.Float64);
-        var decay = (gamma.to(ScalarType.Float64).log().view(-1, 1, 1) * distance).exp_(); // [H, N, N]
-        if (shape == SpatialDecayShape.CausalQuadrant)
-            decay.mul_(down.ge(0).logical_and(across.ge(0)).to(ScalarType.Float64));
+        var decay = Decay(gamma.to(ScalarType.Float64, q.device).log(), rows, columns, shape);
         var scores = q.to(type).mul(RetentionOps.Scale(q)).matmul(k.to(type).transpose(-1, -2)).mul_(decay.to(type));
         return scores.matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
     }
+
+    /// <summary>[H, N, N] float64: γ^(|Δrow| + |Δcolumn|) between the patches of a grid in raster order (0 outside a causal quadrant).</summary>
+    internal static Tensor Decay(Tensor logGamma, long rows, long columns, SpatialDecayShape shape)
+    {
+        var row = arange(rows, ScalarType.Int64, logGamma.device).repeat_interleave(columns);   // [N]
+        var column = arange(columns, ScalarType.Int64, logGamma.device).repeat(rows);           // [N]
+        var down = row.unsqueeze(1) - row.unsqueeze(0);                                          // query row − key row
+        var across = column.unsqueeze(1) - column.unsqueeze(0);
+        var distance = (down.abs() + across.abs()).to(ScalarType.Float64);
+        var decay = (logGamma.to(ScalarType.Float64).view(-1, 1, 1) * distance).exp_();
+        return shape == SpatialDecayShape.CausalQuadrant ? decay.mul_(down.ge(0).logical_and(across.ge(0)).to(ScalarType.Float64)) : decay;
+    }
+
+    /// <summary>
+    /// The output of one more token, placed one past the grid's last patch in raster order (row rows − 1, column
+    /// <paramref name="columns"/>), that reads every patch at γ^(|Δrow| + |Δcolumn|) and itself, and that no patch reads:
+    /// how a ViR's [class] token, appended last, sees a grid under a 2-D decay. <paramref name="q"/> is that token's
+    /// [B, H, 1, D]; <paramref name="k"/> and <paramref name="v"/> are [B, H, N + 1, D], the patches and then the token.
+    /// Linear in N, and the same in every form.
+    /// </summary>
+    internal static Tensor ReadPastLast(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns)
+    {
+        using var scope = NewDisposeScope();
+        var type = RetentionOps.StateType(q);
+        var weights = PastLastWeights(gamma.to(ScalarType.Float64, q.device).log(), rows, columns).to(type); // [H, N + 1]
+        var scores = q.to(type).mul(RetentionOps.Scale(q)).matmul(k.to(type).transpose(-1, -2)).mul_(weights.unsqueeze(1));
+        return scores.matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[H, N + 1] float64: the weights of <see cref="ReadPastLast"/>, γ^((rows − 1 − row) + (columns − column)) for each patch, then 1.</summary>
+    internal static Tensor PastLastWeights(Tensor logGamma, long rows, long columns)
+    {
+        var row = arange(rows, ScalarType.Float64, logGamma.device).repeat_interleave(columns);
+        var column = arange(columns, ScalarType.Float64, logGamma.device).repeat(rows);
+        var distance = cat(new[] { rows - 1 - row + (columns - column), zeros(1, ScalarType.Float64, logGamma.device) });
+        return (logGamma.to(ScalarType.Float64).view(-1, 1) * distance.unsqueeze(0)).exp_();
+    }
+
+    /// <summary>The side of the square tiles that hold about a chunk's tokens: √(chunk size), at least 1, where the chunk size is resolved for <paramref name="tokens"/>.</summary>
+    public static int TileSide(int chunkSize, long tokens) => Math.Max(1, (int)Math.Sqrt(ChunkSizes.Resolve(ChunkSizes.Check(chunkSize, nameof(chunkSize)), tokens)));
 
     /// <summary>
     /// Scan form: the states kᵀv of every token, swept along each row and then down the columns (forward and backward

@@ -18,6 +18,7 @@ public sealed class ModelFormatTests
     [DataRow("00010002")]
     [DataRow("00010003")]
     [DataRow("00010004")]
+    [DataRow("00010005")]
     public void ModelsOfEarlierFormatsLoadAndScoreAsBefore(string format)
     {
         string folder = Path.Combine(AppContext.BaseDirectory, "TestData", $"format-{format}");
