@@ -85,8 +85,8 @@ public static class SpatialRetention
 
     /// <summary>
     /// Tiled form: parallel inside tiles of <paramref name="tileRows"/> × <paramref name="tileColumns"/> patches, and
-    /// states carried between tiles: per patch row across column bands, per patch column across row bands, and a
-    /// tile-level scan for the tiles up and to the left. Every exponent is at most a tile's size. The bidirectional
+    /// states carried between tiles: per patch row across column bands, per patch column across row bands, and per tile
+    /// for the tiles up and to the left, each by one matmul with a band-to-band decay built in log space. The bidirectional
     /// shape is the four quadrants (the grid flipped each way) less the row and the column through each query (1-D
     /// bidirectional retention, tiled the same way) and the query itself. Tiles need not divide the grid.
     /// </summary>
@@ -129,58 +129,43 @@ public static class SpatialRetention
     }
 
     // The causal quadrant over [B, H, rows, columns, D] (q already scaled), tiled; the grid is padded with zero keys
-    // and values (which add nothing) to whole tiles.
+    // and values (which add nothing) to whole tiles. The ONNX export writes the same steps (ViROnnxExport).
     private static Tensor QuadrantTiled(Tensor q, Tensor k, Tensor v, Tensor g, long tr, long tc)
     {
         long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
-        tr = Math.Min(tr, rows);
-        tc = Math.Min(tc, columns);
-        long ni = (rows + tr - 1) / tr, nk = (columns + tc - 1) / tc;
-        Tensor Tiles(Tensor t) => nn.functional.pad(t, new[] { 0L, 0, 0, nk * tc - columns, 0, ni * tr - rows })
+        var t = new TileDecays(g.to(ScalarType.Float64).log(), rows, columns, tr, tc);
+        (tr, tc) = (t.TileRows, t.TileColumns);
+        long ni = t.RowBands, nk = t.ColumnBands;
+        Tensor Tiles(Tensor x) => nn.functional.pad(x, new[] { 0L, 0, 0, nk * tc - columns, 0, ni * tr - rows })
             .view(b, h, ni, tr, nk, tc, d).permute(0, 1, 2, 4, 3, 5, 6);                      // [B, H, ni, nk, tr, tc, D]
         var (qt, kt, vt) = (Tiles(q), Tiles(k), Tiles(v));
-        var logG = g.to(ScalarType.Float64).log();
-        Tensor Powers(long from, long count) => (arange(from, from + count, ScalarType.Float64, q.device).unsqueeze(0) * logG.unsqueeze(1)).exp_().to(q.dtype); // [H, count]
-        Tensor Causal(long n) // [H, n, n]: γ^(i−i') for i' ≤ i
-        {
-            var i = arange(n, ScalarType.Float64, q.device);
-            var distance = i.unsqueeze(1) - i.unsqueeze(0);
-            return (distance.clamp_min(0).unsqueeze(0) * logG.view(-1, 1, 1)).exp_().mul_(distance.ge(0).to(ScalarType.Float64)).to(q.dtype);
-        }
-        // (a) inside each tile: the quadrant decay over the tile's tr·tc patches.
-        var (downTile, acrossTile) = (Causal(tr), Causal(tc));
-        var inside = (downTile.view(h, tr, 1, tr, 1) * acrossTile.view(h, 1, tc, 1, tc)).reshape(h, tr * tc, tr * tc).view(1, h, 1, 1, tr * tc, tr * tc);
-        var flat = new long[] { b, h, ni, nk, tr * tc, d };
-        var output = qt.reshape(flat).matmul(kt.reshape(flat).transpose(-1, -2)).mul_(inside).matmul(vt.reshape(flat)).view(b, h, ni, nk, tr, tc, d);
+        Tensor PerHead(Tensor x, params long[] shape) => x.to(q.dtype).view(new[] { 1L, h }.Concat(shape).ToArray()); // [H, …] broadcast over B
 
-        // (b) the same row band, column bands to the left: per patch row, the states of each band decayed to its last column.
-        var toBandEnd = Powers(0, tc).flip(1).view(1, h, 1, 1, 1, tc, 1);                      // γ^(tc−1−j)
-        var rowStates = (kt * toBandEnd).transpose(-1, -2).matmul(vt);                          // Σ_j γ^(tc−1−j) k_jᵀ v_j per row: [B, H, ni, nk, tr, D, D]
-        var carriedRows = SweepBefore(rowStates, 3, Powers(tc, 1).view(h));                      // R(K): bands before K, decayed to column sK − 1
-        var mixedRows = downTile.view(1, h, 1, 1, tr, tr).matmul(carriedRows.reshape(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
-        output.add_(qt.matmul(mixedRows).mul_(Powers(1, tc).view(1, h, 1, 1, 1, tc, 1)));      // γ^(j+1)
+        // (a) inside each tile: the quadrant decay over the tile's tr·tc patches.
+        var flat = new long[] { b, h, ni, nk, tr * tc, d };
+        var output = qt.reshape(flat).matmul(kt.reshape(flat).transpose(-1, -2)).mul_(PerHead(t.Inside, 1, 1, tr * tc, tr * tc)).matmul(vt.reshape(flat)).view(b, h, ni, nk, tr, tc, d);
+
+        // (b) the same row band, column bands to the left: per patch row, the states of each band decayed to its last
+        // column, carried to the later bands, then down the tile's rows.
+        var rowStates = (kt * PerHead(t.ToColumnEnd, 1, 1, 1, tc, 1)).transpose(-1, -2).matmul(vt);                   // [B, H, ni, nk, tr, D, D]
+        var carriedRows = PerHead(t.AcrossBands, 1, nk, nk).matmul(rowStates.reshape(b, h, ni, nk, tr * d * d));
+        var mixedRows = PerHead(t.Down, 1, 1, tr, tr).matmul(carriedRows.view(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
+        output.add_(qt.matmul(mixedRows).mul_(PerHead(t.FromColumnStart, 1, 1, 1, tc, 1)));
 
         // (c) the same column band, row bands above: the transpose of (b).
-        var toRowEnd = Powers(0, tr).flip(1).view(1, h, 1, 1, tr, 1, 1);
-        var columnStates = (kt * toRowEnd).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
-        var carriedColumns = SweepBefore(columnStates, 2, Powers(tr, 1).view(h));
-        var mixedColumns = acrossTile.view(1, h, 1, 1, tc, tc).matmul(carriedColumns.reshape(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
-        output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(Powers(1, tr).view(1, h, 1, 1, tr, 1, 1)));
+        var columnStates = (kt * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
+        var carriedColumns = PerHead(t.DownBands, ni, ni).matmul(columnStates.reshape(b, h, ni, nk * tc * d * d));
+        var mixedColumns = PerHead(t.Across, 1, 1, tc, tc).matmul(carriedColumns.view(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
+        output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(PerHead(t.FromRowStart, 1, 1, tr, 1, 1)));
 
-        // (d) tiles up and to the left: each tile's state decayed to its last row and column, scanned over the tiles.
-        var tileStates = (rowStates * toRowEnd.view(1, h, 1, 1, tr, 1, 1)).sum(4);                                 // [B, H, ni, nk, D, D]
-        var corner = SweepBefore(SweepBefore(tileStates, 3, Powers(tc, 1).view(h)), 2, Powers(tr, 1).view(h));
-        var toQuery = (Powers(1, tr).view(h, tr, 1) * Powers(1, tc).view(h, 1, tc)).view(1, h, 1, 1, tr, tc, 1);
-        output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(toQuery));
+        // (d) tiles up and to the left: each tile's state decayed to its last row and column, carried across the column
+        // bands and then down the row bands.
+        var tileStates = (rowStates * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).sum(4);                                      // [B, H, ni, nk, D, D]
+        var acrossTiles = PerHead(t.AcrossBands, 1, nk, nk).matmul(tileStates.reshape(b, h, ni, nk, d * d));
+        var corner = PerHead(t.DownBands, ni, ni).matmul(acrossTiles.view(b, h, ni, nk * d * d)).view(b, h, ni, nk, d, d);
+        output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(PerHead(t.FromCorner, 1, 1, tr, tc, 1)));
 
         return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns);
-    }
-
-    // Along `dim`, the sum over the earlier positions only (each step decaying by γ, [H]): out_0 = 0, out_i = γ·out_(i−1) + x_(i−1).
-    private static Tensor SweepBefore(Tensor x, int dim, Tensor gamma)
-    {
-        var swept = Sweep(x, dim, gamma, bidirectional: false);
-        return cat(new[] { zeros_like(swept.narrow(dim, 0, 1)), swept.narrow(dim, 0, x.shape[dim] - 1) }, dim);
     }
 
     /// <summary>
