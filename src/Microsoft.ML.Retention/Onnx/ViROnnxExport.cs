@@ -13,7 +13,7 @@ namespace Microsoft.ML.Retention.Onnx;
 /// <c>probabilities</c> [batch, classes] and, if asked for, <c>embedding</c> [batch, dim]. The metadata holds the class
 /// names (<see cref="LabelsKey"/>, a JSON array), the config, the retention form and the preprocessing (JSON).
 /// </summary>
-public static class ViROnnxExport
+public static partial class ViROnnxExport
 {
     /// <summary>The metadata keys.</summary>
     public const string LabelsKey = "labels", ConfigKey = "vir.config", RetentionKey = "vir.retention", PreprocessingKey = "vir.preprocessing",
@@ -69,9 +69,11 @@ public static class ViROnnxExport
 
         var metadata = new Dictionary<string, string>
         {
-            [RetentionKey] = $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
+            [RetentionKey] = config.SpatialDecay is { } spatial
+                ? $"{form.Mode}, 2-D decay {spatial}, tiles of {SpatialRetention.TileSide(form.ChunkSize, gridH * gridW)}² patches on a {gridH}×{gridW} grid"
+                : $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
         };
-        new Writer(new OnnxGraph(), weights, config, gridH * gridW + 1, form).Save(path, height, width, labelNames, includeEmbedding, opset, input, metadata);
+        new Writer(new OnnxGraph(), weights, config, gridH, gridW, form).Save(path, height, width, labelNames, includeEmbedding, opset, input, metadata);
     }
 
     // The float32 weights (with the position embedding at the exported size) and the largest decay constants, in double.
@@ -85,9 +87,10 @@ public static class ViROnnxExport
     }
 
     /// <summary>Emits the ViR's forward pass, node by node, in the order of <see cref="VisionTransformerBase"/>.</summary>
-    private sealed class Writer(OnnxGraph g, Dictionary<string, Tensor> weights, ViRConfig config, long tokens, RetentionSettings retention)
+    private sealed partial class Writer(OnnxGraph g, Dictionary<string, Tensor> weights, ViRConfig config, long gridH, long gridW, RetentionSettings retention)
         : OnnxModelWriter(g, weights, config)
     {
+        private readonly long tokens = gridH * gridW + 1;
         private readonly int _heads = config.Heads, _headDim = config.Dim / config.Heads;
         private readonly double[] _logGammas = DecaySchedules.Gammas(config.DecaySchedule, config.Heads).Select(g => Math.Log(g)).ToArray();
 
@@ -141,16 +144,28 @@ public static class ViROnnxExport
             string Part(int i) => G.Op("Gather", new[] { heads, Once($"qkv.part{i}", n => G.Ints(n, new long[] { i }, scalar: true)) }, ("axis", 0));
             var (q, k, v) = (Part(0), Part(1), Part(2));
             long chunk = retention.Mode == RetentionMode.Chunkwise ? Math.Min(ChunkSizes.Resolve(retention.ChunkSize, tokens), tokens) : tokens;
-            var retained = chunk >= tokens ? Parallel(q, k, v) : Chunkwise(q, k, v, chunk);
-            // [B, H, N, Dh] to [B, N, dim], then the output projection.
+            var retained = config.SpatialDecay is { } shape ? Spatial(q, k, v, shape)
+                : chunk >= tokens ? Parallel(q, k, v, Mask(tokens, "retention.mask")) : Chunkwise(q, k, v, chunk);
+            // [B, H, N, Dh] to [B, N, dim], then the optional GroupNorm and the output projection.
             var merged = G.Op("Reshape", new[] { G.Op("Transpose", new[] { retained }, ("perm", new long[] { 0, 2, 1, 3 })), Shape(0, 0, config.Dim) });
+            if (config.RetentionGroupNorm) merged = GroupNormPerHead(merged);
             return Linear(merged, $"{name}.proj");
         }
 
-        private string Parallel(string q, string k, string v)
+        // [B, N, dim]: each head of each token normalised (libtorch's GroupNorm, epsilon 1e-5, no weights).
+        private string GroupNormPerHead(string x)
+        {
+            var ones = Once("retention.group_norm.scale", n => G.Floats(n, Enumerable.Repeat(1f, _headDim).ToArray(), _headDim));
+            var zeros = Once("retention.group_norm.bias", n => G.Floats(n, new float[_headDim], _headDim));
+            var normed = G.Op("LayerNormalization", new[] { G.Op("Reshape", new[] { x, Shape(0, 0, _heads, _headDim) }), ones, zeros }, ("axis", -1), ("epsilon", 1e-5f));
+            return G.Op("Reshape", new[] { normed, Shape(0, 0, config.Dim) });
+        }
+
+        // (q Kᵀ ⊙ mask) V with the mask [H, N, N] scaled by 1/√Dh.
+        private string Parallel(string q, string k, string v, string mask)
         {
             var scores = G.Op("MatMul", new[] { q, G.Op("Transpose", new[] { k }, ("perm", new long[] { 0, 1, 3, 2 })) });
-            return G.Op("MatMul", new[] { G.Op("Mul", new[] { scores, Mask(tokens, "retention.mask") }), v });
+            return G.Op("MatMul", new[] { G.Op("Mul", new[] { scores, mask }), v });
         }
 
         // Chunks of C tokens: the parallel form inside each, and the states passed across them by one matmul with a

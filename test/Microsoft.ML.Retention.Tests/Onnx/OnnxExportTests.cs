@@ -119,6 +119,48 @@ public sealed class OnnxExportTests
     }
 
     [TestMethod]
+    [DataRow(SpatialDecayShape.Bidirectional, 28, RetentionMode.Parallel, 0)]
+    [DataRow(SpatialDecayShape.Bidirectional, 36, RetentionMode.Chunkwise, 16)]
+    [DataRow(SpatialDecayShape.Bidirectional, 56, RetentionMode.Chunkwise, 0)]
+    [DataRow(SpatialDecayShape.CausalQuadrant, 28, RetentionMode.Parallel, 0)]
+    [DataRow(SpatialDecayShape.CausalQuadrant, 44, RetentionMode.Chunkwise, 16)]
+    [DataRow(SpatialDecayShape.CausalQuadrant, 56, RetentionMode.Chunkwise, 36)]
+    public void OnnxRuntimeScoresAViRWithA2DDecayAsTheModelDoes(SpatialDecayShape shape, int size, RetentionMode mode, int chunk)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(2);
+        // Strong decays, LayerScale on and RetNet's GroupNorm, so the decay and the norm show in the output.
+        using var model = new ViRModel(ViRConfig.Mini with { LayerScaleInit = 0.5, SpatialDecay = shape, DecaySchedule = DecaySchedule.Rmt, RetentionGroupNorm = true });
+        model.eval();
+        var retention = new RetentionSettings(mode, chunk);
+        long grid = size / 4;
+        int side = SpatialRetention.TileSide(chunk, grid * grid);
+        string path = TempFile();
+        try
+        {
+            ViROnnxExport.Export(model, path, null, retention, imageSize: size, includeEmbedding: true, input: OnnxImageInput.Images);
+            foreach (int batch in new[] { 1, 3 })
+            {
+                var images = RealImages(batch, 1, size);
+                using var noGrad = no_grad();
+                var expected = nn.functional.softmax(model.forward(images, retention), 1);
+                var embedding = model.Embed(images, retention);
+                double probabilities = (tensor(OnnxRuntime(path, images)).view(batch, -1) - expected).abs().max().ToDouble();
+                double embeddings = (tensor(OnnxRuntime(path, images, "embedding")).view(batch, -1) - embedding).abs().max().ToDouble() / embedding.abs().max().ToDouble();
+                Console.WriteLine($"{shape} {size}² {mode} (tiles {side}² of {grid}²), batch {batch}: max |Δprobability| {probabilities:G3}, embedding {embeddings:G3}");
+                Assert.IsTrue(probabilities < 1e-4 && embeddings < 1e-4, $"{shape} {size}² {mode} batch {batch}: {probabilities:G3}, {embeddings:G3}");
+            }
+            using var session = new InferenceSession(path);
+            StringAssert.Contains(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey], $"2-D decay {shape}, tiles of {side}² patches on a {grid}×{grid} grid");
+            Assert.AreEqual(model.Config, ViRConfig.FromJson(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.ConfigKey]));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [TestMethod]
     public void ApplyOnnxModelOnPixelsScoresAsTheTransformerInEitherForm()
     {
         var ml = new MLContext(seed: 1);
