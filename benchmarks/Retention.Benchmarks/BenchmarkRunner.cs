@@ -21,6 +21,7 @@ public static class BenchmarkRunner
         ("rmt", RmtSuite.Run),
         ("streaming", StreamingSuite.Run),
         ("reach", ReachSuite.Run),
+        ("spatial", SpatialSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null,

@@ -21,6 +21,10 @@ public sealed record BenchmarkSettings
     public int[] StreamingSizes { get; init; } = { 1024, 2048, 4096, 8192 };
     /// <summary>Image files the streaming suite classifies, each in a fresh process (made by the sample's make-image).</summary>
     public string[] StreamingImages { get; init; } = Array.Empty<string>();
+    /// <summary>The spatial suite's square token grids (sides), its tile sides, and the largest grid its row-by-row recurrent form runs on.</summary>
+    public int[] SpatialGrids { get; init; } = { 56, 112, 224 };
+    public int[] SpatialTiles { get; init; } = { 8, 16 };
+    public int MaxSpatialRecurrentSide { get; init; } = 112;
     public int MaxQuadraticResolution { get; init; } = 1024;
     public int MaxViTResolutionAtBatch1 { get; init; } = 2048;
     public int[] ModelBatches { get; init; } = { 1, 8 };
@@ -57,6 +61,9 @@ public sealed record BenchmarkSettings
         ModelConfig = ViRConfig.Mini with { Dim = 24, Heads = 2, Depth = 1 },
         Resolutions = new[] { 28, 56 },
         StreamingSizes = new[] { 64 },
+        SpatialGrids = new[] { 6, 9 },
+        SpatialTiles = new[] { 2, 4 },
+        MaxSpatialRecurrentSide = 9,
         MaxQuadraticResolution = 28,
         MaxViTResolutionAtBatch1 = 56,
         ModelBatches = new[] { 1, 2 },

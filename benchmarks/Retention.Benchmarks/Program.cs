@@ -6,13 +6,13 @@ using Retention.Benchmarks;
 GlibcAllocatorTuning.Apply();
 TorchSharpNative.EnsureLoaded();
 
-var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming, reach or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
+var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming, reach, spatial or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };
 var resolutions = new Option<int[]>("--resolutions") { Description = "Model suite: only these image sides (default: 224 to 2048).", AllowMultipleArgumentsPerToken = true };
 var streamImages = new Option<string[]>("--stream-images") { Description = "Streaming suite: image files to classify, each in a fresh process (make them with the sample's make-image).", AllowMultipleArgumentsPerToken = true };
-var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention and ONNX Runtime.") { suite, smoke, output, small, resolutions, streamImages };
+var root = new RootCommand("Retention benchmarks: kernels, chunk sizes, whole models, training steps, ML.NET overhead, precision, contention, ONNX Runtime, streaming and spatial retention.") { suite, smoke, output, small, resolutions, streamImages };
 root.SetAction(parsed => BenchmarkRunner.Run(parsed.GetValue(suite)!, parsed.GetValue(smoke), parsed.GetValue(small), parsed.GetValue(output)!, Console.Out, parsed.GetValue(resolutions),
     parsed.GetValue(streamImages)));
 

@@ -58,7 +58,7 @@ public static partial class ViROnnxExport
         private string QuadrantTiled(string q, string k, string v, long rows, long columns, long tileRows, long tileColumns)
         {
             using var scope = NewDisposeScope();
-            var t = new TileDecays(tensor(_logGammas), rows, columns, tileRows, tileColumns);
+            var t = TileDecays.For(_gammas, rows, columns, tileRows, tileColumns, ScalarType.Float64, CPU);
             long tr = t.TileRows, tc = t.TileColumns, ni = t.RowBands, nk = t.ColumnBands, d = _headDim, h = _heads;
             string key = $"{rows}x{columns}.{tr}x{tc}";
             string Const(string what, Tensor value, params long[] shape) => Once($"spatial.{what}.{key}", n => Floats(n, value.reshape(new[] { 1L, h }.Concat(shape).ToArray())));

@@ -92,6 +92,7 @@ public static partial class ViROnnxExport
     {
         private readonly long tokens = gridH * gridW + 1;
         private readonly int _heads = config.Heads, _headDim = config.Dim / config.Heads;
+        private readonly double[] _gammas = DecaySchedules.Gammas(config.DecaySchedule, config.Heads).Select(g => (double)g).ToArray();
         private readonly double[] _logGammas = DecaySchedules.Gammas(config.DecaySchedule, config.Heads).Select(g => Math.Log(g)).ToArray();
 
         protected override (string? Probabilities, string Embedding) Forward(string images)

@@ -12,13 +12,17 @@ namespace Microsoft.ML.Retention.RetentionMath;
 /// </summary>
 public static class SpatialRetention
 {
+    // The parallel form's decays, per γ, grid and shape, within a budget (RetentionDecay's for the 1-D masks).
+    private static readonly TensorCache ParallelDecays = new(512L << 20);
+
     /// <summary>Parallel form: the N×N decay of every head, built in log space; quadratic in N.</summary>
     public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape)
     {
-        Check(q, k, v, gamma, rows, columns, shape);
+        var gammas = Check(q, k, v, gamma, rows, columns, shape);
         using var scope = NewDisposeScope();
         var type = RetentionOps.StateType(q);
-        var decay = Decay(gamma.to(ScalarType.Float64, q.device).log(), rows, columns, shape);
+        var decay = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}", type, q.device,
+            () => Decay(tensor(gammas, device: q.device).log(), rows, columns, shape));
         var scores = q.to(type).mul(RetentionOps.Scale(q)).matmul(k.to(type).transpose(-1, -2)).mul_(decay.to(type));
         return scores.matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
     }
@@ -92,25 +96,24 @@ public static class SpatialRetention
     /// </summary>
     public static Tensor Tiled(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape, int tileRows, int tileColumns)
     {
-        Check(q, k, v, gamma, rows, columns, shape);
+        var gammas = Check(q, k, v, gamma, rows, columns, shape);
         if (tileRows < 1 || tileColumns < 1)
             throw new ArgumentOutOfRangeException(nameof(tileRows), $"{tileRows}×{tileColumns}", $"Tiles must be at least 1×1 patches, but they are {tileRows}×{tileColumns}.");
         using var scope = NewDisposeScope();
         var type = RetentionOps.StateType(q);
         long b = q.shape[0], h = q.shape[1], d = q.shape[3];
-        var g = gamma.to(type);
         var (qs, ks, vs) = (q.to(type).mul(RetentionOps.Scale(q)).view(b, h, rows, columns, d), k.to(type).view(b, h, rows, columns, d), v.to(type).view(b, h, rows, columns, d));
         Tensor output;
         if (shape == SpatialDecayShape.CausalQuadrant)
-            output = QuadrantTiled(qs, ks, vs, g, tileRows, tileColumns);
+            output = QuadrantTiled(qs, ks, vs, gammas, tileRows, tileColumns);
         else
         {
             output = zeros_like(qs);
             foreach (var flip in new[] { Array.Empty<long>(), new long[] { 2 }, new long[] { 3 }, new long[] { 2, 3 } })
-                output.add_(flip.Length == 0 ? QuadrantTiled(qs, ks, vs, g, tileRows, tileColumns)
-                    : QuadrantTiled(qs.flip(flip), ks.flip(flip), vs.flip(flip), g, tileRows, tileColumns).flip(flip));
+                output.add_(flip.Length == 0 ? QuadrantTiled(qs, ks, vs, gammas, tileRows, tileColumns)
+                    : QuadrantTiled(qs.flip(flip), ks.flip(flip), vs.flip(flip), gammas, tileRows, tileColumns).flip(flip));
             // Less the row and the column through each query (each holds the query once) and the query once more.
-            output.sub_(Line(qs, ks, vs, g, tileColumns)).sub_(Line(qs.transpose(2, 3), ks.transpose(2, 3), vs.transpose(2, 3), g, tileRows).transpose(2, 3))
+            output.sub_(Line(qs, ks, vs, gammas, tileColumns)).sub_(Line(qs.transpose(2, 3), ks.transpose(2, 3), vs.transpose(2, 3), gammas, tileRows).transpose(2, 3))
                 .sub_((qs * ks).sum(-1, keepdim: true) * vs);
         }
         return output.reshape(b, h, rows * columns, d).to(q.dtype).MoveToOuterDisposeScope();
@@ -118,7 +121,7 @@ public static class SpatialRetention
 
     // 1-D bidirectional retention along each row of [B, H, rows, columns, D] (q already scaled): each row a 1×columns
     // grid, whose quadrant is its causal retention; plus the anti-causal one, less the diagonal.
-    private static Tensor Line(Tensor q, Tensor k, Tensor v, Tensor g, int chunk)
+    private static Tensor Line(Tensor q, Tensor k, Tensor v, double[] g, int chunk)
     {
         long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
         Tensor Rows(Tensor t) => t.permute(0, 2, 1, 3, 4).reshape(b * rows, h, 1, columns, d);
@@ -130,16 +133,16 @@ public static class SpatialRetention
 
     // The causal quadrant over [B, H, rows, columns, D] (q already scaled), tiled; the grid is padded with zero keys
     // and values (which add nothing) to whole tiles. The ONNX export writes the same steps (ViROnnxExport).
-    private static Tensor QuadrantTiled(Tensor q, Tensor k, Tensor v, Tensor g, long tr, long tc)
+    private static Tensor QuadrantTiled(Tensor q, Tensor k, Tensor v, double[] gammas, long tr, long tc)
     {
         long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
-        var t = new TileDecays(g.to(ScalarType.Float64).log(), rows, columns, tr, tc);
+        var t = TileDecays.For(gammas, rows, columns, tr, tc, q.dtype, q.device);
         (tr, tc) = (t.TileRows, t.TileColumns);
         long ni = t.RowBands, nk = t.ColumnBands;
         Tensor Tiles(Tensor x) => nn.functional.pad(x, new[] { 0L, 0, 0, nk * tc - columns, 0, ni * tr - rows })
             .view(b, h, ni, tr, nk, tc, d).permute(0, 1, 2, 4, 3, 5, 6);                      // [B, H, ni, nk, tr, tc, D]
         var (qt, kt, vt) = (Tiles(q), Tiles(k), Tiles(v));
-        Tensor PerHead(Tensor x, params long[] shape) => x.to(q.dtype).view(new[] { 1L, h }.Concat(shape).ToArray()); // [H, …] broadcast over B
+        Tensor PerHead(Tensor x, params long[] shape) => x.view(new[] { 1L, h }.Concat(shape).ToArray()); // [H, …] broadcast over B
 
         // (a) inside each tile: the quadrant decay over the tile's tr·tc patches.
         var flat = new long[] { b, h, ni, nk, tr * tc, d };
@@ -214,7 +217,10 @@ public static class SpatialRetention
         return stack(forward, dim) + stack(backward, dim) - x;
     }
 
-    private static void Check(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape)
+    private static string Key(double[] gammas) => string.Join(",", gammas.Select(BitConverter.DoubleToInt64Bits));
+
+    // Returns the decays' values.
+    private static double[] Check(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape)
     {
         RetentionOps.CheckTokens(q, k, v, rank: 4);
         if (!Enum.IsDefined(shape)) throw new ArgumentOutOfRangeException(nameof(shape), shape, $"shape must be Bidirectional or CausalQuadrant, but it is {shape}.");
@@ -226,5 +232,6 @@ public static class SpatialRetention
         var values = gamma.to(ScalarType.Float64).cpu().data<double>().ToArray();
         if (values.Any(value => !(value > 0 && value <= 1)))
             throw new ArgumentOutOfRangeException(nameof(gamma), $"[{string.Join(", ", values)}]", "Every decay γ must be in (0, 1].");
+        return values;
     }
 }

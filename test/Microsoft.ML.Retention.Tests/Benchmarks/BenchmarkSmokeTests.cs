@@ -20,7 +20,7 @@ public sealed class BenchmarkSmokeTests
                 File.WriteAllBytes(image, encoded.ToArray());
             Assert.AreEqual(0, BenchmarkRunner.Run(new[] { "all" }, smoke: true, small: false, output, log, streamingImages: new[] { image }));
             string markdown = File.ReadAllText(Path.Combine(output, "results.md"));
-            foreach (var title in new[] { "### Kernel", "### Chunk size", "### Model", "### Training step", "### ML.NET overhead", "### Precision", "### Contention", "### ONNX Runtime", "### RMT against ViR", "### Streaming", "### What the [class] token sees" })
+            foreach (var title in new[] { "### Kernel", "### Chunk size", "### Model", "### Training step", "### ML.NET overhead", "### Precision", "### Contention", "### ONNX Runtime", "### RMT against ViR", "### Streaming", "### What the [class] token sees", "### Spatial retention" })
                 StringAssert.Contains(markdown, title);
             StringAssert.Contains(markdown, "| 65 | chunkwise C=32 |");
             StringAssert.Contains(markdown, "IDataView Transform (batched)");
@@ -33,7 +33,9 @@ public sealed class BenchmarkSmokeTests
             StringAssert.Contains(markdown, "| tiny ViR | 64² | 257 | streaming |");
             StringAssert.Contains(markdown, "| tiny ViR | streamed.jpg (96×64) | 385 | streaming a file |");
             StringAssert.Contains(markdown, "| tiny ViR | RetNet: 1 − 1/32, 1 − 1/64 | 64² | 16 of 16 | 257 | 0.000 |");
-            Assert.AreEqual(11, json.RootElement.GetArrayLength());
+            StringAssert.Contains(markdown, "| 9² | CausalQuadrant | tiled 4×4 |");
+            StringAssert.Contains(markdown, "| 9² | Bidirectional | scan |");
+            Assert.AreEqual(12, json.RootElement.GetArrayLength());
             foreach (var png in new[] { "kernel.png", "chunk-size.png", "model-batch1.png", "model-batch2.png" })
                 Assert.IsTrue(new FileInfo(Path.Combine(output, png)).Length > 10_000, $"{png} is missing or too small to be real");
             Assert.ThrowsExactly<ArgumentException>(() => BenchmarkRunner.Run(new[] { "nope" }, true, false, output, log));
