@@ -91,6 +91,13 @@ public sealed class SpatialViRTests
     }
 
     [TestMethod]
+    public void AViTRefusesTheRetentionFieldsItWouldIgnore()
+    {
+        var error = Assert.ThrowsExactly<ArgumentException>(() => new ViTModel(ViRConfig.Mini with { SpatialDecay = SpatialDecayShape.Bidirectional }));
+        StringAssert.Contains(error.Message, "SpatialDecay and RetentionGroupNorm must be unset, but they are Bidirectional and False");
+    }
+
+    [TestMethod]
     public void RetNetsGroupNormIsPerTokenSoStreamingStillEqualsTheWholeImage()
     {
         using var scope = NewDisposeScope();
