@@ -22,6 +22,7 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     private readonly int _heads;
     private readonly RetentionDecay _decay;
     private readonly SpatialDecayShape? _spatial;
+    private readonly double[] _gammas;
 
     /// <summary>Creates the layer.</summary>
     /// <param name="dim">Model width; must be divisible by <paramref name="heads"/>.</param>
@@ -42,6 +43,7 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
         _heads = heads;
         _spatial = spatialDecay;
         _decay = RetentionDecay.Shared(DecaySchedules.Gammas(schedule, heads));
+        _gammas = _decay.Gammas.Select(g => (double)g).ToArray();
         qkv = Linear(dim, 3 * dim, hasBias: true);
         proj = Linear(dim, dim);
         if (useGate) gate = Linear(dim, dim);
@@ -69,9 +71,9 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
         return Output(x, retained).MoveToOuterDisposeScope();
     }
 
-    // The patches in the 2-D form the mode names (chunkwise: tiles of about a chunk's tokens; recurrent: the causal
-    // quadrant's row-by-row form, or the scan for the bidirectional decay, which has no one-pass form), then the [class]
-    // token, which reads the grid from one place past its last patch.
+    // The patches in the 2-D form the mode names (parallel: with the [class] token in one mask; chunkwise: tiles of about
+    // a chunk's tokens; recurrent: the causal quadrant's row-by-row form, or the scan for the bidirectional decay, which
+    // has no one-pass form), then the [class] token, which reads the grid from one place past its last patch.
     private Tensor Spatial(Tensor q, Tensor k, Tensor v, SpatialDecayShape shape, RetentionSettings retention)
     {
         var (rows, columns) = retention.Grid;
@@ -79,11 +81,11 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
         if (patches < 1 || patches + 1 != q.shape[2])
             throw new ArgumentException($"A 2-D decay needs the patch grid the tokens came from: {rows}×{columns} patches and the [class] token make " +
                 $"{patches + 1} tokens, but there are {q.shape[2]}.", nameof(retention));
+        if (retention.Mode == RetentionMode.Parallel) return SpatialRetention.ParallelWithReader(q, k, v, _gammas, rows, columns, shape);
         var gamma = _decay.Gamma(ScalarType.Float64, q.device);
         var (qp, kp, vp) = (q.narrow(2, 0, patches), k.narrow(2, 0, patches), v.narrow(2, 0, patches));
         var grid = retention.Mode switch
         {
-            RetentionMode.Parallel => SpatialRetention.Parallel(qp, kp, vp, gamma, rows, columns, shape),
             RetentionMode.Chunkwise => SpatialRetention.Tiled(qp, kp, vp, gamma, rows, columns, shape, SpatialRetention.TileSide(retention.ChunkSize, patches),
                 SpatialRetention.TileSide(retention.ChunkSize, patches)),
             _ when shape == SpatialDecayShape.CausalQuadrant => SpatialRetention.Recurrent(qp, kp, vp, gamma, rows, columns),

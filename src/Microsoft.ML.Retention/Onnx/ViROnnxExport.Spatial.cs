@@ -37,7 +37,7 @@ public static partial class ViROnnxExport
             }
             var patchOutput = G.Op("Reshape", new[] { grid, Shape(0, _heads, patches, _headDim) });
             var cls = Narrow(scaled, 2, patches, 1);
-            var readWeights = Once($"spatial.class_read.{gridH}x{gridW}", n => Floats(n, SpatialRetention.PastLastWeights(tensor(_logGammas), gridH, gridW).unsqueeze(1)));
+            var readWeights = Once($"spatial.class_read.{gridH}x{gridW}", n => Floats(n, SpatialRetention.PastLastWeights(tensor(_gammas).log(), gridH, gridW).unsqueeze(1)));
             var clsOutput = G.Op("MatMul", new[] { G.Op("Mul", new[] { G.Op("MatMul", new[] { cls, G.Op("Transpose", new[] { k }, ("perm", new long[] { 0, 1, 3, 2 })) }), readWeights }), v });
             return G.Op("Concat", new[] { patchOutput, clsOutput }, ("axis", 2));
         }
@@ -46,12 +46,7 @@ public static partial class ViROnnxExport
         private string SpatialMask(SpatialDecayShape shape) => Once($"spatial.mask.{shape}.{gridH}x{gridW}", name =>
         {
             using var scope = NewDisposeScope();
-            long patches = gridH * gridW;
-            var logGamma = tensor(_logGammas);
-            var mask = zeros(new[] { (long)_heads, patches + 1, patches + 1 }, ScalarType.Float64);
-            mask.narrow(1, 0, patches).narrow(2, 0, patches).copy_(SpatialRetention.Decay(logGamma, gridH, gridW, shape));
-            mask.narrow(1, patches, 1).copy_(SpatialRetention.PastLastWeights(logGamma, gridH, gridW).unsqueeze(1));
-            return Floats(name, mask.mul_(1 / Math.Sqrt(_headDim)));
+            return Floats(name, SpatialRetention.ReaderMask(tensor(_gammas).log(), gridH, gridW, shape).mul_(1 / Math.Sqrt(_headDim)));
         });
 
         // The causal quadrant over [B', H, rows, columns, Dh] (q scaled), tiled: SpatialRetention.QuadrantTiled's steps.

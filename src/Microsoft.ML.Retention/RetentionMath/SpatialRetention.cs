@@ -55,6 +55,31 @@ public static class SpatialRetention
         return scores.matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The parallel form over the grid's patches and then the reader of <see cref="ReadPastLast"/>, [B, H, N + 1, D], in
+    /// one pass with one cached [H, N + 1, N + 1] mask (<see cref="ReaderMask"/>): a ViR's parallel form, without the
+    /// checks that read γ back from its tensor.
+    /// </summary>
+    internal static Tensor ParallelWithReader(Tensor q, Tensor k, Tensor v, double[] gammas, long rows, long columns, SpatialDecayShape shape)
+    {
+        using var scope = NewDisposeScope();
+        var type = RetentionOps.StateType(q);
+        double scale = RetentionOps.Scale(q);
+        var mask = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|reader|{scale:R}", type, q.device,
+            () => ReaderMask(tensor(gammas, device: q.device).log(), rows, columns, shape).mul_(scale));
+        return q.to(type).matmul(k.to(type).transpose(-1, -2)).mul_(mask).matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>[H, N + 1, N + 1] float64: <see cref="Decay"/> between the patches, the reader's row (<see cref="PastLastWeights"/>), and no patch reading the reader.</summary>
+    internal static Tensor ReaderMask(Tensor logGamma, long rows, long columns, SpatialDecayShape shape)
+    {
+        long n = rows * columns;
+        var mask = zeros(new[] { logGamma.shape[0], n + 1, n + 1 }, ScalarType.Float64, logGamma.device);
+        mask.narrow(1, 0, n).narrow(2, 0, n).copy_(Decay(logGamma, rows, columns, shape));
+        mask.narrow(1, n, 1).copy_(PastLastWeights(logGamma, rows, columns).unsqueeze(1));
+        return mask;
+    }
+
     /// <summary>[H, N + 1] float64: the weights of <see cref="ReadPastLast"/>, γ^((rows − 1 − row) + (columns − column)) for each patch, then 1.</summary>
     internal static Tensor PastLastWeights(Tensor logGamma, long rows, long columns)
     {
