@@ -69,9 +69,12 @@ public static partial class ViROnnxExport
 
         var metadata = new Dictionary<string, string>
         {
-            [RetentionKey] = config.SpatialDecay is { } spatial
-                ? $"{form.Mode}, 2-D decay {spatial}, tiles of {SpatialRetention.TileSide(form.ChunkSize, gridH * gridW)}² patches on a {gridH}×{gridW} grid"
-                : $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
+            [RetentionKey] = (config.SpatialDecay, form.Mode) switch
+            {
+                (null, _) => $"{form.Mode}, chunk size {ChunkSizes.Resolve(form.ChunkSize, gridH * gridW + 1)}",
+                ({ } spatial, RetentionMode.Parallel) => $"Parallel, 2-D decay {spatial} on a {gridH}×{gridW} grid",
+                ({ } spatial, _) => $"{form.Mode}, 2-D decay {spatial} in tiles of {SpatialRetention.TileSide(form.ChunkSize, gridH * gridW)}² patches on a {gridH}×{gridW} grid",
+            },
         };
         new Writer(new OnnxGraph(), weights, config, gridH, gridW, form).Save(path, height, width, labelNames, includeEmbedding, opset, input, metadata);
     }

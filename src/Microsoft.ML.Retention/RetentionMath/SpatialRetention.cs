@@ -15,16 +15,18 @@ public static class SpatialRetention
     // The parallel form's decays, per γ, grid and shape, within a budget (RetentionDecay's for the 1-D masks).
     private static readonly TensorCache ParallelDecays = new(512L << 20);
 
-    /// <summary>Parallel form: the N×N decay of every head, built in log space; quadratic in N.</summary>
+    /// <summary>
+    /// Parallel form: the N×N decay of every head, built in log space (with 1/√D) and cached; quadratic in N. It carries
+    /// no state, so it computes in the tokens' type, as <see cref="RetentionOps.Parallel(Tensor, Tensor, Tensor, Tensor)"/> does.
+    /// </summary>
     public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape)
     {
         var gammas = Check(q, k, v, gamma, rows, columns, shape);
         using var scope = NewDisposeScope();
-        var type = RetentionOps.StateType(q);
-        var decay = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}", type, q.device,
-            () => Decay(tensor(gammas, device: q.device).log(), rows, columns, shape));
-        var scores = q.to(type).mul(RetentionOps.Scale(q)).matmul(k.to(type).transpose(-1, -2)).mul_(decay.to(type));
-        return scores.matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
+        double scale = RetentionOps.Scale(q);
+        var decay = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|{scale:R}", q.dtype, q.device,
+            () => Decay(tensor(gammas, device: q.device).log(), rows, columns, shape).mul_(scale));
+        return q.matmul(k.transpose(-1, -2)).mul_(decay).matmul(v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[H, N, N] float64: γ^(|Δrow| + |Δcolumn|) between the patches of a grid in raster order (0 outside a causal quadrant).</summary>
@@ -63,11 +65,10 @@ public static class SpatialRetention
     internal static Tensor ParallelWithReader(Tensor q, Tensor k, Tensor v, double[] gammas, long rows, long columns, SpatialDecayShape shape)
     {
         using var scope = NewDisposeScope();
-        var type = RetentionOps.StateType(q);
         double scale = RetentionOps.Scale(q);
-        var mask = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|reader|{scale:R}", type, q.device,
+        var mask = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|reader|{scale:R}", q.dtype, q.device,
             () => ReaderMask(tensor(gammas, device: q.device).log(), rows, columns, shape).mul_(scale));
-        return q.to(type).matmul(k.to(type).transpose(-1, -2)).mul_(mask).matmul(v.to(type)).to(q.dtype).MoveToOuterDisposeScope();
+        return q.matmul(k.transpose(-1, -2)).mul_(mask).matmul(v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[H, N + 1, N + 1] float64: <see cref="Decay"/> between the patches, the reader's row (<see cref="PastLastWeights"/>), and no patch reading the reader.</summary>

@@ -151,7 +151,8 @@ public sealed class OnnxExportTests
                 Assert.IsTrue(probabilities < 1e-4 && embeddings < 1e-4, $"{shape} {size}² {mode} batch {batch}: {probabilities:G3}, {embeddings:G3}");
             }
             using var session = new InferenceSession(path);
-            StringAssert.Contains(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey], $"2-D decay {shape}, tiles of {side}² patches on a {grid}×{grid} grid");
+            StringAssert.Contains(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.RetentionKey],
+                mode == RetentionMode.Parallel ? $"Parallel, 2-D decay {shape} on a {grid}×{grid} grid" : $"Chunkwise, 2-D decay {shape} in tiles of {side}² patches on a {grid}×{grid} grid");
             Assert.AreEqual(model.Config, ViRConfig.FromJson(session.ModelMetadata.CustomMetadataMap[ViROnnxExport.ConfigKey]));
         }
         finally
