@@ -50,7 +50,7 @@ public static class SpatialSuite
                 // Parallel: the [H, N, N] decay in float64 and the index grids it is built from, the float32 copy and the scores.
                 Case("parallel", () => SpatialRetention.Parallel(q, k, v, gamma, side, side, decay), attentionFlops, n * n * (h * (8 + 4 + 4L * Batch) + 4 * 8));
                 // Scan: a D×D state per token, swept forward and back along rows and columns (elementwise multiply-adds).
-                Case("scan", () => SpatialRetention.Scan(q, k, v, gamma, side, side, decay), ScanFlops(n, d, decay), 6 * Batch * h * n * d * d * 4);
+                Case("scan", () => SpatialRetention.Scan(q, k, v, gamma, side, side, decay), ScanFlops(n, d, decay), 8 * Batch * h * n * d * d * 4);
                 foreach (int tile in settings.SpatialTiles.Where(t => t < side))
                     Case($"tiled {tile}×{tile}", () => SpatialRetention.Tiled(q, k, v, gamma, side, side, decay, tile, tile), TiledFlops(side, tile, d, decay), 0);
                 if (decay == SpatialDecayShape.CausalQuadrant && side <= settings.MaxSpatialRecurrentSide)

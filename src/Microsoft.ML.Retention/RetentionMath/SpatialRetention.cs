@@ -161,6 +161,7 @@ public static class SpatialRetention
     // and values (which add nothing) to whole tiles. The ONNX export writes the same steps (ViROnnxExport).
     private static Tensor QuadrantTiled(Tensor q, Tensor k, Tensor v, double[] gammas, long tr, long tc)
     {
+        using var scope = NewDisposeScope(); // each quadrant's states go before the next quadrant's are made
         long b = q.shape[0], h = q.shape[1], rows = q.shape[2], columns = q.shape[3], d = q.shape[4];
         var t = TileDecays.For(gammas, rows, columns, tr, tc, q.dtype, q.device);
         (tr, tc) = (t.TileRows, t.TileColumns);
@@ -194,7 +195,7 @@ public static class SpatialRetention
         var corner = PerHead(t.DownBands, ni, ni).matmul(acrossTiles.view(b, h, ni, nk * d * d)).view(b, h, ni, nk, d, d);
         output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(PerHead(t.FromCorner, 1, 1, tr, tc, 1)));
 
-        return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns);
+        return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -229,6 +230,7 @@ public static class SpatialRetention
     // less x_i counted twice.
     private static Tensor Sweep(Tensor x, int dim, Tensor gamma, bool bidirectional)
     {
+        using var scope = NewDisposeScope();
         var shape = Enumerable.Repeat(1L, (int)x.dim() - 1).ToArray(); // one position along `dim`
         shape[1] = gamma.shape[0];
         var g = gamma.view(shape);
@@ -236,11 +238,13 @@ public static class SpatialRetention
         var forward = new Tensor[n];
         for (long i = 0; i < n; i++)
             forward[i] = i == 0 ? x.select(dim, 0) : x.select(dim, i) + g * forward[i - 1];
-        if (!bidirectional) return stack(forward, dim);
+        if (!bidirectional) return stack(forward, dim).MoveToOuterDisposeScope();
         var backward = new Tensor[n];
         for (long i = n - 1; i >= 0; i--)
             backward[i] = i == n - 1 ? x.select(dim, i) : x.select(dim, i) + g * backward[i + 1];
-        return stack(forward, dim) + stack(backward, dim) - x;
+        var swept = stack(forward, dim);
+        Array.ForEach(forward, f => f.Dispose());
+        return swept.add_(stack(backward, dim)).sub_(x).MoveToOuterDisposeScope();
     }
 
     private static string Key(double[] gammas) => string.Join(",", gammas.Select(BitConverter.DoubleToInt64Bits));
