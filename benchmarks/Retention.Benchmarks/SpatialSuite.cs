@@ -26,6 +26,7 @@ public static class SpatialSuite
             long n = (long)side * side;
             var shape = new long[] { Batch, h, n, d };
             var (q, k, v) = (randn(shape), randn(shape), randn(shape));
+            Console.Error.WriteLine($"spatial: {side}² fused attention");
             var fused = Harness.Run(() => { using var s = NewDisposeScope(); nn.functional.scaled_dot_product_attention(q, k, v); }, budgetSeconds: settings.BudgetSeconds);
             double attentionFlops = 4.0 * n * n * d;
             string grid = $"{side}²";
@@ -41,6 +42,7 @@ public static class SpatialSuite
                         table.Add(grid, decay, form, "skipped", $"needs {bytesNeeded / (1024.0 * 1024 * 1024):F0} GiB", "–", "–", "–");
                         return;
                     }
+                    Console.Error.WriteLine($"spatial: {grid} {decay} {form}"); // which case, if one is killed
                     var m = Harness.Run(() => { using var s = NewDisposeScope(); run(); }, budgetSeconds: settings.BudgetSeconds);
                     double ratio = m.MedianMs / fused.MedianMs, ideal = flops / attentionFlops;
                     table.Add(grid, decay, form, m.MedianMs, m.PeakMiB, ratio, ideal, ratio / ideal);
@@ -49,10 +51,14 @@ public static class SpatialSuite
 
                 // Parallel: the [H, N, N] decay in float64 and the index grids it is built from, the float32 copy and the scores.
                 Case("parallel", () => SpatialRetention.Parallel(q, k, v, gamma, side, side, decay), attentionFlops, n * n * (h * (8 + 4 + 4L * Batch) + 4 * 8));
-                // Scan: a D×D state per token, swept forward and back along rows and columns (elementwise multiply-adds).
-                Case("scan", () => SpatialRetention.Scan(q, k, v, gamma, side, side, decay), ScanFlops(n, d, decay), 8 * Batch * h * n * d * d * 4);
+                // Scan: a D×D state per token, swept forward and back along rows and columns (elementwise multiply-adds);
+                // its lists of swept slices hold many copies of the states: at 112² it was killed at this machine's 24 GB.
+                Case("scan", () => SpatialRetention.Scan(q, k, v, gamma, side, side, decay), ScanFlops(n, d, decay), 20 * Batch * h * n * d * d * 4);
+                // Tiled: a D×D state per patch row of every band, and as many again per column; a bytes estimate of ten (quadrant)
+                // or 24 (bidirectional) such sets, since the bidirectional 8×8 run at 224² was killed at this machine's 24 GB.
                 foreach (int tile in settings.SpatialTiles.Where(t => t < side))
-                    Case($"tiled {tile}×{tile}", () => SpatialRetention.Tiled(q, k, v, gamma, side, side, decay, tile, tile), TiledFlops(side, tile, d, decay), 0);
+                    Case($"tiled {tile}×{tile}", () => SpatialRetention.Tiled(q, k, v, gamma, side, side, decay, tile, tile), TiledFlops(side, tile, d, decay),
+                        (decay == SpatialDecayShape.Bidirectional ? 24 : 10) * Batch * h * n / tile * d * d * 4);
                 if (decay == SpatialDecayShape.CausalQuadrant && side <= settings.MaxSpatialRecurrentSide)
                     Case("recurrent", () => SpatialRetention.Recurrent(q, k, v, gamma, side, side), ScanFlops(n, d, decay) / 2, 0);
             }
@@ -86,6 +92,6 @@ public static class SpatialSuite
         double rowCarry = 2 * padded * dd + 2 * ni * tr * nk * nk * dd + 2 * ni * nk * tr * tr * dd + 2 * padded * dd;
         double columnCarry = 2 * padded * dd + 2 * nk * tc * ni * ni * dd + 2 * ni * nk * tc * tc * dd + 2 * padded * dd;
         double corner = 2 * ni * nk * nk * dd + 2 * ni * ni * nk * dd + 2 * padded * dd;
-        return inside + rowCarry + columnCarry + corner;
+        return inside + (nk > 1 ? rowCarry : 0) + (ni > 1 ? columnCarry : 0) + (nk > 1 && ni > 1 ? corner : 0); // as Tiled skips them
     }
 }

@@ -69,22 +69,33 @@ public static partial class ViROnnxExport
 
             // (a) inside each tile.
             var output = Reshape(MatMul(Mul(MatMul(Flat(qt), T(Flat(kt), 0, 1, 2, 3, 5, 4)), Const("inside", t.Inside, 1, 1, tr * tc, tr * tc)), Flat(vt)), 0, h, ni, nk, tr, tc, d);
+            // (b) to (d) are zero where there is no band before (a 1-D line has one row band): not written.
             // (b) column bands to the left, per patch row.
-            var rowStates = MatMul(T(Mul(kt, Const("to_column_end", t.ToColumnEnd, 1, 1, 1, tc, 1)), 0, 1, 2, 3, 4, 6, 5), vt);           // [B', H, ni, nk, tr, Dh, Dh]
-            var carriedRows = MatMul(Const("across_bands", t.AcrossBands, 1, nk, nk), Reshape(rowStates, 0, h, ni, nk, tr * d * d));
-            var mixedRows = Reshape(MatMul(Const("down", t.Down, 1, 1, tr, tr), Reshape(carriedRows, 0, h, ni, nk, tr, d * d)), 0, h, ni, nk, tr, d, d);
-            output = G.Op("Add", new[] { output, Mul(MatMul(qt, mixedRows), Const("from_column_start", t.FromColumnStart, 1, 1, 1, tc, 1)) });
-            // (c) row bands above, per patch column.
             var toRowEnd = Const("to_row_end", t.ToRowEnd, 1, 1, tr, 1, 1);
-            var columnStates = MatMul(T(Mul(kt, toRowEnd), 0, 1, 2, 3, 5, 6, 4), T(vt, 0, 1, 2, 3, 5, 4, 6));                                 // [B', H, ni, nk, tc, Dh, Dh]
-            var carriedColumns = MatMul(Const("down_bands", t.DownBands, ni, ni), Reshape(columnStates, 0, h, ni, nk * tc * d * d));
-            var mixedColumns = Reshape(MatMul(Const("across", t.Across, 1, 1, tc, tc), Reshape(carriedColumns, 0, h, ni, nk, tc, d * d)), 0, h, ni, nk, tc, d, d);
-            output = G.Op("Add", new[] { output, Mul(T(MatMul(T(qt, 0, 1, 2, 3, 5, 4, 6), mixedColumns), 0, 1, 2, 3, 5, 4, 6), Const("from_row_start", t.FromRowStart, 1, 1, tr, 1, 1)) });
+            string? rowStates = null;
+            if (nk > 1)
+            {
+                rowStates = MatMul(T(Mul(kt, Const("to_column_end", t.ToColumnEnd, 1, 1, 1, tc, 1)), 0, 1, 2, 3, 4, 6, 5), vt);                 // [B', H, ni, nk, tr, Dh, Dh]
+                var carriedRows = MatMul(Const("across_bands", t.AcrossBands, 1, nk, nk), Reshape(rowStates, 0, h, ni, nk, tr * d * d));
+                var mixedRows = Reshape(MatMul(Const("down", t.Down, 1, 1, tr, tr), Reshape(carriedRows, 0, h, ni, nk, tr, d * d)), 0, h, ni, nk, tr, d, d);
+                output = G.Op("Add", new[] { output, Mul(MatMul(qt, mixedRows), Const("from_column_start", t.FromColumnStart, 1, 1, 1, tc, 1)) });
+            }
+            // (c) row bands above, per patch column.
+            if (ni > 1)
+            {
+                var columnStates = MatMul(T(Mul(kt, toRowEnd), 0, 1, 2, 3, 5, 6, 4), T(vt, 0, 1, 2, 3, 5, 4, 6));                             // [B', H, ni, nk, tc, Dh, Dh]
+                var carriedColumns = MatMul(Const("down_bands", t.DownBands, ni, ni), Reshape(columnStates, 0, h, ni, nk * tc * d * d));
+                var mixedColumns = Reshape(MatMul(Const("across", t.Across, 1, 1, tc, tc), Reshape(carriedColumns, 0, h, ni, nk, tc, d * d)), 0, h, ni, nk, tc, d, d);
+                output = G.Op("Add", new[] { output, Mul(T(MatMul(T(qt, 0, 1, 2, 3, 5, 4, 6), mixedColumns), 0, 1, 2, 3, 5, 4, 6), Const("from_row_start", t.FromRowStart, 1, 1, tr, 1, 1)) });
+            }
             // (d) the tiles up and to the left.
-            var tileStates = G.Op("ReduceSum", new[] { Mul(rowStates, toRowEnd), Longs(4) }, ("keepdims", 0L));                                   // [B', H, ni, nk, Dh, Dh]
-            var acrossTiles = MatMul(Const("across_bands", t.AcrossBands, 1, nk, nk), Reshape(tileStates, 0, h, ni, nk, d * d));
-            var corner = Reshape(MatMul(Const("down_bands", t.DownBands, ni, ni), Reshape(acrossTiles, 0, h, ni, nk * d * d)), 0, h, ni, nk, d, d);
-            output = G.Op("Add", new[] { output, Mul(Reshape(MatMul(Flat(qt), corner), 0, h, ni, nk, tr, tc, d), Const("from_corner", t.FromCorner, 1, 1, tr, tc, 1)) });
+            if (rowStates is not null && ni > 1)
+            {
+                var tileStates = G.Op("ReduceSum", new[] { Mul(rowStates, toRowEnd), Longs(4) }, ("keepdims", 0L));                               // [B', H, ni, nk, Dh, Dh]
+                var acrossTiles = MatMul(Const("across_bands", t.AcrossBands, 1, nk, nk), Reshape(tileStates, 0, h, ni, nk, d * d));
+                var corner = Reshape(MatMul(Const("down_bands", t.DownBands, ni, ni), Reshape(acrossTiles, 0, h, ni, nk * d * d)), 0, h, ni, nk, d, d);
+                output = G.Op("Add", new[] { output, Mul(Reshape(MatMul(Flat(qt), corner), 0, h, ni, nk, tr, tc, d), Const("from_corner", t.FromCorner, 1, 1, tr, tc, 1)) });
+            }
 
             var whole = Reshape(T(output, 0, 1, 2, 4, 3, 5, 6), 0, h, ni * tr, nk * tc, d);
             return ni * tr == rows && nk * tc == columns ? whole : Narrow(Narrow(whole, 2, 0, rows), 3, 0, columns);

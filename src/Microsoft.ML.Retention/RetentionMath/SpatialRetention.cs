@@ -175,25 +175,35 @@ public static class SpatialRetention
         var flat = new long[] { b, h, ni, nk, tr * tc, d };
         var output = qt.reshape(flat).matmul(kt.reshape(flat).transpose(-1, -2)).mul_(PerHead(t.Inside, 1, 1, tr * tc, tr * tc)).matmul(vt.reshape(flat)).view(b, h, ni, nk, tr, tc, d);
 
+        // (b) to (d) are zero where there is no band before (a 1-D line has one row band): skipped, not computed.
         // (b) the same row band, column bands to the left: per patch row, the states of each band decayed to its last
         // column, carried to the later bands, then down the tile's rows.
-        var rowStates = (kt * PerHead(t.ToColumnEnd, 1, 1, 1, tc, 1)).transpose(-1, -2).matmul(vt);                   // [B, H, ni, nk, tr, D, D]
-        var carriedRows = PerHead(t.AcrossBands, 1, nk, nk).matmul(rowStates.reshape(b, h, ni, nk, tr * d * d));
-        var mixedRows = PerHead(t.Down, 1, 1, tr, tr).matmul(carriedRows.view(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
-        output.add_(qt.matmul(mixedRows).mul_(PerHead(t.FromColumnStart, 1, 1, 1, tc, 1)));
+        var rowStates = nk > 1 ? (kt * PerHead(t.ToColumnEnd, 1, 1, 1, tc, 1)).transpose(-1, -2).matmul(vt) : null;   // [B, H, ni, nk, tr, D, D]
+        if (rowStates is not null)
+        {
+            var carriedRows = PerHead(t.AcrossBands, 1, nk, nk).matmul(rowStates.reshape(b, h, ni, nk, tr * d * d));
+            var mixedRows = PerHead(t.Down, 1, 1, tr, tr).matmul(carriedRows.view(b, h, ni, nk, tr, d * d)).view(b, h, ni, nk, tr, d, d);
+            output.add_(qt.matmul(mixedRows).mul_(PerHead(t.FromColumnStart, 1, 1, 1, tc, 1)));
+        }
 
         // (c) the same column band, row bands above: the transpose of (b).
-        var columnStates = (kt * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
-        var carriedColumns = PerHead(t.DownBands, ni, ni).matmul(columnStates.reshape(b, h, ni, nk * tc * d * d));
-        var mixedColumns = PerHead(t.Across, 1, 1, tc, tc).matmul(carriedColumns.view(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
-        output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(PerHead(t.FromRowStart, 1, 1, tr, 1, 1)));
+        if (ni > 1)
+        {
+            var columnStates = (kt * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).permute(0, 1, 2, 3, 5, 6, 4).matmul(vt.permute(0, 1, 2, 3, 5, 4, 6)); // [B, H, ni, nk, tc, D, D]
+            var carriedColumns = PerHead(t.DownBands, ni, ni).matmul(columnStates.reshape(b, h, ni, nk * tc * d * d));
+            var mixedColumns = PerHead(t.Across, 1, 1, tc, tc).matmul(carriedColumns.view(b, h, ni, nk, tc, d * d)).view(b, h, ni, nk, tc, d, d);
+            output.add_(qt.permute(0, 1, 2, 3, 5, 4, 6).matmul(mixedColumns).permute(0, 1, 2, 3, 5, 4, 6).mul_(PerHead(t.FromRowStart, 1, 1, tr, 1, 1)));
+        }
 
         // (d) tiles up and to the left: each tile's state decayed to its last row and column, carried across the column
         // bands and then down the row bands.
-        var tileStates = (rowStates * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).sum(4);                                      // [B, H, ni, nk, D, D]
-        var acrossTiles = PerHead(t.AcrossBands, 1, nk, nk).matmul(tileStates.reshape(b, h, ni, nk, d * d));
-        var corner = PerHead(t.DownBands, ni, ni).matmul(acrossTiles.view(b, h, ni, nk * d * d)).view(b, h, ni, nk, d, d);
-        output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(PerHead(t.FromCorner, 1, 1, tr, tc, 1)));
+        if (rowStates is not null && ni > 1)
+        {
+            var tileStates = (rowStates * PerHead(t.ToRowEnd, 1, 1, tr, 1, 1)).sum(4);                                  // [B, H, ni, nk, D, D]
+            var acrossTiles = PerHead(t.AcrossBands, 1, nk, nk).matmul(tileStates.reshape(b, h, ni, nk, d * d));
+            var corner = PerHead(t.DownBands, ni, ni).matmul(acrossTiles.view(b, h, ni, nk * d * d)).view(b, h, ni, nk, d, d);
+            output.add_(qt.reshape(flat).matmul(corner).view(b, h, ni, nk, tr, tc, d).mul_(PerHead(t.FromCorner, 1, 1, tr, tc, 1)));
+        }
 
         return output.permute(0, 1, 2, 4, 3, 5, 6).reshape(b, h, ni * tr, nk * tc, d).narrow(2, 0, rows).narrow(3, 0, columns).MoveToOuterDisposeScope();
     }
