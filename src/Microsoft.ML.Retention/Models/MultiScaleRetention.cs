@@ -84,10 +84,10 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
         if (retention.Mode == RetentionMode.Parallel) return SpatialRetention.ParallelWithReader(q, k, v, _gammas, rows, columns, shape);
         var gamma = _decay.Gamma(ScalarType.Float64, q.device);
         var (qp, kp, vp) = (q.narrow(2, 0, patches), k.narrow(2, 0, patches), v.narrow(2, 0, patches));
+        int side = SpatialRetention.TileSide(retention.ChunkSize, patches);
         var grid = retention.Mode switch
         {
-            RetentionMode.Chunkwise => SpatialRetention.Tiled(qp, kp, vp, gamma, rows, columns, shape, SpatialRetention.TileSide(retention.ChunkSize, patches),
-                SpatialRetention.TileSide(retention.ChunkSize, patches)),
+            RetentionMode.Chunkwise => SpatialRetention.Tiled(qp, kp, vp, gamma, rows, columns, shape, side, side),
             _ when shape == SpatialDecayShape.CausalQuadrant => SpatialRetention.Recurrent(qp, kp, vp, gamma, rows, columns),
             _ => SpatialRetention.Scan(qp, kp, vp, gamma, rows, columns, shape),
         };

@@ -22,11 +22,16 @@ public static class SpatialRetention
     public static Tensor Parallel(Tensor q, Tensor k, Tensor v, Tensor gamma, long rows, long columns, SpatialDecayShape shape)
     {
         var gammas = Check(q, k, v, gamma, rows, columns, shape);
+        return Masked(q, k, v, $"{Key(gammas)}|{rows}x{columns}|{shape}", () => Decay(tensor(gammas, device: q.device).log(), rows, columns, shape));
+    }
+
+    // (q Kᵀ ⊙ mask) V, the mask (1/√D folded in) built once per key, in the tokens' type.
+    private static Tensor Masked(Tensor q, Tensor k, Tensor v, string key, Func<Tensor> mask)
+    {
         using var scope = NewDisposeScope();
         double scale = RetentionOps.Scale(q);
-        var decay = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|{scale:R}", q.dtype, q.device,
-            () => Decay(tensor(gammas, device: q.device).log(), rows, columns, shape).mul_(scale));
-        return q.matmul(k.transpose(-1, -2)).mul_(decay).matmul(v).MoveToOuterDisposeScope();
+        var scaled = ParallelDecays.GetOrAdd($"{key}|{scale:R}", q.dtype, q.device, () => mask().mul_(scale));
+        return q.matmul(k.transpose(-1, -2)).mul_(scaled).matmul(v).MoveToOuterDisposeScope();
     }
 
     /// <summary>[H, N, N] float64: γ^(|Δrow| + |Δcolumn|) between the patches of a grid in raster order (0 outside a causal quadrant).</summary>
@@ -62,14 +67,8 @@ public static class SpatialRetention
     /// one pass with one cached [H, N + 1, N + 1] mask (<see cref="ReaderMask"/>): a ViR's parallel form, without the
     /// checks that read γ back from its tensor.
     /// </summary>
-    internal static Tensor ParallelWithReader(Tensor q, Tensor k, Tensor v, double[] gammas, long rows, long columns, SpatialDecayShape shape)
-    {
-        using var scope = NewDisposeScope();
-        double scale = RetentionOps.Scale(q);
-        var mask = ParallelDecays.GetOrAdd($"{Key(gammas)}|{rows}x{columns}|{shape}|reader|{scale:R}", q.dtype, q.device,
-            () => ReaderMask(tensor(gammas, device: q.device).log(), rows, columns, shape).mul_(scale));
-        return q.matmul(k.transpose(-1, -2)).mul_(mask).matmul(v).MoveToOuterDisposeScope();
-    }
+    internal static Tensor ParallelWithReader(Tensor q, Tensor k, Tensor v, double[] gammas, long rows, long columns, SpatialDecayShape shape) =>
+        Masked(q, k, v, $"{Key(gammas)}|{rows}x{columns}|{shape}|reader", () => ReaderMask(tensor(gammas, device: q.device).log(), rows, columns, shape));
 
     /// <summary>[H, N + 1, N + 1] float64: <see cref="Decay"/> between the patches, the reader's row (<see cref="PastLastWeights"/>), and no patch reading the reader.</summary>
     internal static Tensor ReaderMask(Tensor logGamma, long rows, long columns, SpatialDecayShape shape)
