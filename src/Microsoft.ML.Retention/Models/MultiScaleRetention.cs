@@ -61,14 +61,15 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
-        var (q, k, v) = Heads(x);
+        var dims = x.shape; // one native call: at batch 1 these add up
+        var (q, k, v) = Heads(x, dims);
         var retained = _spatial is { } shape ? Spatial(q, k, v, shape, retention) : retention.Mode switch
         {
             RetentionMode.Parallel => RetentionOps.Parallel(q, k, v, _decay),
             RetentionMode.Chunkwise => RetentionOps.Chunkwise(q, k, v, _decay, retention.ChunkSize),
             _ => RetentionOps.Recurrent(q, k, v, _decay),
         };
-        return Output(x, retained).MoveToOuterDisposeScope();
+        return Output(x, dims, retained).MoveToOuterDisposeScope();
     }
 
     // The patches in the 2-D form the mode names (parallel: with the [class] token in one mask; chunkwise: tiles of about
@@ -102,9 +103,10 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     internal (Tensor Output, Tensor State) ForwardStep(Tensor x, Tensor state, int chunkSize)
     {
         using var scope = NewDisposeScope();
-        var (q, k, v) = Heads(x);
+        var shape = x.shape;
+        var (q, k, v) = Heads(x, shape);
         var (retained, next) = RetentionOps.ChunkwiseStep(state, q, k, v, _decay, chunkSize);
-        return (Output(x, retained).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+        return (Output(x, shape, retained).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
     }
 
     /// <summary>The state a sequence starts from: zeros [B, H, D, D], float32 for bfloat16 or half tokens.</summary>
@@ -113,17 +115,17 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
             type is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : type, device);
 
     // [B, N, dim] -> q, k, v of [B, H, N, D]
-    private (Tensor Q, Tensor K, Tensor V) Heads(Tensor x)
+    private (Tensor Q, Tensor K, Tensor V) Heads(Tensor x, long[] shape)
     {
-        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
+        long b = shape[0], n = shape[1], dim = shape[2];
         var qkvHeads = qkv.forward(x).view(b, n, 3, _heads, dim / _heads).permute(2, 0, 3, 1, 4);
         return (qkvHeads[0], qkvHeads[1], qkvHeads[2]);
     }
 
     // [B, H, N, D] back to [B, N, dim], then the optional norm and gate, and the output projection.
-    private Tensor Output(Tensor x, Tensor retained)
+    private Tensor Output(Tensor x, long[] shape, Tensor retained)
     {
-        long b = x.shape[0], n = x.shape[1], dim = x.shape[2];
+        long b = shape[0], n = shape[1], dim = shape[2];
         var y = retained.transpose(1, 2).reshape(b, n, dim);
         if (group_norm is not null) y = group_norm.forward(y.view(b * n, dim, 1)).view(b, n, dim); // per token, as RetNet: causal forms stay causal
         if (gate is not null) y = nn.functional.silu(gate.forward(x)) * y;

@@ -178,7 +178,10 @@ internal sealed class Mlp : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => drop.forward(fc2.forward(drop.forward(act.forward(fc1.forward(x)))));
+    public override Tensor forward(Tensor x) => Drop(fc2.forward(Drop(act.forward(fc1.forward(x)))));
+
+    // Dropout is the identity in eval mode or at rate 0: skipping the native call matters at batch 1.
+    private Tensor Drop(Tensor x) => training && drop.p > 0 ? drop.forward(x) : x;
 }
 
 /// <summary>Per-channel learnable scale on a residual branch (CaiT's LayerScale).</summary>
@@ -222,20 +225,20 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
 {
     private readonly LayerNorm norm1;
     private readonly Module<Tensor, RetentionSettings, Tensor> mixer;
-    private readonly Module<Tensor, Tensor> ls1;
+    private readonly LayerScale? ls1;
     private readonly LayerNorm norm2;
     private readonly Mlp mlp;
-    private readonly Module<Tensor, Tensor> ls2;
+    private readonly LayerScale? ls2;
     private readonly DropPath drop_path;
 
     public TransformerBlock(ViRConfig config, Module<Tensor, RetentionSettings, Tensor> tokenMixer, double dropPath) : base(nameof(TransformerBlock))
     {
         norm1 = LayerNorm(config.Dim, eps: 1e-6);
         mixer = tokenMixer;
-        ls1 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
+        if (config.LayerScaleInit > 0) ls1 = new LayerScale(config.Dim, config.LayerScaleInit);
         norm2 = LayerNorm(config.Dim, eps: 1e-6);
         mlp = new Mlp(config.Dim, config.MlpHidden, config.Dropout);
-        ls2 = config.LayerScaleInit > 0 ? new LayerScale(config.Dim, config.LayerScaleInit) : Identity();
+        if (config.LayerScaleInit > 0) ls2 = new LayerScale(config.Dim, config.LayerScaleInit);
         drop_path = new DropPath(dropPath);
         RegisterComponents();
     }
@@ -243,8 +246,8 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
     public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
-        x = x + drop_path.forward(ls1.forward(mixer.forward(norm1.forward(x), retention)));
-        x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
+        x = x + Branch(ls1, mixer.forward(norm1.forward(x), retention));
+        x = x + Branch(ls2, mlp.forward(norm2.forward(x)));
         return x.MoveToOuterDisposeScope();
     }
 
@@ -257,10 +260,12 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
     {
         using var scope = NewDisposeScope();
         var (mixed, next) = Retention.ForwardStep(norm1.forward(x), state, chunkSize);
-        x = x + drop_path.forward(ls1.forward(mixed));
-        x = x + drop_path.forward(ls2.forward(mlp.forward(norm2.forward(x))));
+        x = x + Branch(ls1, mixed);
+        x = x + Branch(ls2, mlp.forward(norm2.forward(x)));
         return (x.MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
     }
+
+    private Tensor Branch(LayerScale? scale, Tensor output) => drop_path.forward(scale is null ? output : scale.forward(output));
 }
 
 /// <summary>

@@ -75,12 +75,12 @@ public static class RetentionOps
     /// <inheritdoc cref="Parallel(Tensor, Tensor, Tensor, Tensor)"/>
     internal static Tensor Parallel(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {
-        CheckTokens(q, k, v, rank: 4);
-        CheckHeads(decay, q);
+        var shape = CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, shape);
         using var scope = NewDisposeScope();
-        var scores = q.matmul(k.transpose(-1, -2));
+        var scores = TimesTransposed(q, k, shape);
         // In place: matmul's backward needs q and k, not the scores, so autograd allows it. The mask carries 1/√D.
-        var output = scores.mul_(decay.CausalMask(q.shape[2], Scale(q), q.dtype, q.device)).matmul(v);
+        var output = scores.mul_(decay.CausalMask(shape[2], Scale(shape[3]), q.dtype, q.device)).matmul(v);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -88,11 +88,11 @@ public static class RetentionOps
     internal static Tensor Chunkwise(Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
     {
         ChunkSizes.Check(chunkSize, nameof(chunkSize));
-        CheckTokens(q, k, v, rank: 4);
-        CheckHeads(decay, q);
+        var shape = CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, shape);
 
         using var scope = NewDisposeScope();
-        long b = q.shape[0], h = q.shape[1], n = q.shape[2], d = q.shape[3];
+        long b = shape[0], h = shape[1], n = shape[2], d = shape[3];
         long c = Math.Min(ChunkSizes.Resolve(chunkSize, n), n);
         long chunks = (n + c - 1) / c;
         long padding = chunks * c - n;
@@ -104,10 +104,10 @@ public static class RetentionOps
         var qc = Chunked(q);
         var kc = Chunked(k);
         var vc = Chunked(v);
-        double scale = Scale(q); // folded into the cached mask and query decay rather than copying q
+        double scale = Scale(d); // folded into the cached mask and query decay rather than copying q
 
         // Inside each chunk: the parallel form, for all chunks in one batched matmul pair (in place as in Parallel).
-        var output = qc.matmul(kc.transpose(-1, -2)).mul_(decay.CausalMask(c, scale, type, device).unsqueeze(1)).matmul(vc);
+        var output = TimesTransposed(qc, kc, new[] { b, h, chunks, c, d }).mul_(decay.CausalMask(c, scale, type, device).unsqueeze(1)).matmul(vc);
         if (chunks > 1)
         {
             // Each chunk's contribution to the state: Σ_j γ^(C−1−j) k_jᵀ v_j, shape [B, H, nC, D, D]. States add up
@@ -124,6 +124,17 @@ public static class RetentionOps
         output = output.view(b, h, chunks * c, d);
         if (padding > 0) output = output.narrow(2, 0, n);
         return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// a·bᵀ over the last two dimensions for a and b of <paramref name="shape"/>, as one 3-D bmm: libtorch's matmul of a
+    /// transposed operand with more than one batch dimension is 1.6× slower (docs/benchmarks.md, "Where scoring time goes").
+    /// </summary>
+    private static Tensor TimesTransposed(Tensor a, Tensor b, long[] shape)
+    {
+        long m = shape[^2], d = shape[^1];
+        var product = a.reshape(-1, m, d).bmm(b.reshape(-1, m, d).transpose(1, 2));
+        return product.view(shape[..^1].Append(m).ToArray());
     }
 
     // Up to this many chunks, one matmul by the [H, nC, nC] cross-chunk decay is fastest; beyond it, its nC²·D²
@@ -223,7 +234,9 @@ public static class RetentionOps
         return (output, next);
     }
 
-    internal static double Scale(Tensor q) => 1.0 / Math.Sqrt(q.shape[^1]);
+    internal static double Scale(Tensor q) => Scale(q.shape[^1]);
+
+    private static double Scale(long d) => 1.0 / Math.Sqrt(d);
 
     /// <summary>The type recurrent states accumulate in: float32 for bfloat16 or half tokens, else the tokens' own.</summary>
     internal static ScalarType StateType(Tensor q) => q.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? ScalarType.Float32 : q.dtype;
@@ -234,32 +247,40 @@ public static class RetentionOps
         return RetentionDecay.FromTensor(gamma);
     }
 
-    internal static void CheckTokens(Tensor q, Tensor k, Tensor v, int rank)
+    /// <summary>Checks q, k and v and returns q's shape (every tensor's shape is read once: each read is a native call).</summary>
+    internal static long[] CheckTokens(Tensor q, Tensor k, Tensor v, int rank)
     {
         string layout = rank == 4 ? "[B, H, N, D]" : "[B, H, D]";
+        var shapes = new long[3][];
+        int i = 0;
         foreach (var (tensor, name) in new[] { (q, nameof(q)), (k, nameof(k)), (v, nameof(v)) })
         {
             ArgumentNullException.ThrowIfNull(tensor, name);
-            if (tensor.dim() != rank)
-                throw new ArgumentException($"{name} must have shape {layout}, but its shape is {ShapeOf(tensor)}.", name);
+            var shape = shapes[i++] = tensor.shape;
+            if (shape.Length != rank)
+                throw new ArgumentException($"{name} must have shape {layout}, but its shape is {ShapeOf(shape)}.", name);
             if (!tensor.is_floating_point())
                 throw new ArgumentException($"{name} must be a floating-point tensor, but its dtype is {tensor.dtype}.", name);
         }
-        if (!k.shape.SequenceEqual(q.shape))
-            throw new ArgumentException($"k must have the shape of q, {ShapeOf(q)}, but its shape is {ShapeOf(k)}.", nameof(k));
-        if (!v.shape.SequenceEqual(q.shape))
-            throw new ArgumentException($"v must have the shape of q, {ShapeOf(q)}, but its shape is {ShapeOf(v)}.", nameof(v));
+        if (!shapes[1].SequenceEqual(shapes[0]))
+            throw new ArgumentException($"k must have the shape of q, {ShapeOf(shapes[0])}, but its shape is {ShapeOf(shapes[1])}.", nameof(k));
+        if (!shapes[2].SequenceEqual(shapes[0]))
+            throw new ArgumentException($"v must have the shape of q, {ShapeOf(shapes[0])}, but its shape is {ShapeOf(shapes[2])}.", nameof(v));
         if (k.dtype != q.dtype || v.dtype != q.dtype)
             throw new ArgumentException($"q, k and v must share one dtype, but they are {q.dtype}, {k.dtype} and {v.dtype}.", nameof(k));
-        if (k.device.ToString() != q.device.ToString() || v.device.ToString() != q.device.ToString())
-            throw new ArgumentException($"q, k and v must be on one device, but they are on {q.device}, {k.device} and {v.device}.", nameof(k));
+        var (device, kDevice, vDevice) = (q.device, k.device, v.device);
+        if (kDevice.type != device.type || kDevice.index != device.index || vDevice.type != device.type || vDevice.index != device.index)
+            throw new ArgumentException($"q, k and v must be on one device, but they are on {device}, {kDevice} and {vDevice}.", nameof(k));
+        return shapes[0];
     }
 
-    private static void CheckHeads(RetentionDecay decay, Tensor q)
+    private static void CheckHeads(RetentionDecay decay, Tensor q) => CheckHeads(decay, q.shape);
+
+    private static void CheckHeads(RetentionDecay decay, long[] shape)
     {
         ArgumentNullException.ThrowIfNull(decay, nameof(decay));
-        if (decay.Heads != q.shape[1])
-            throw new ArgumentException($"gamma must have one decay per head, shape [{q.shape[1]}], but it has {decay.Heads}.", "gamma");
+        if (decay.Heads != shape[1])
+            throw new ArgumentException($"gamma must have one decay per head, shape [{shape[1]}], but it has {decay.Heads}.", "gamma");
     }
 
     private static void CheckState(Tensor state, Tensor q)
@@ -270,5 +291,7 @@ public static class RetentionOps
             throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
     }
 
-    internal static string ShapeOf(Tensor t) => $"[{string.Join(", ", t.shape)}]";
+    internal static string ShapeOf(Tensor t) => ShapeOf(t.shape);
+
+    private static string ShapeOf(long[] shape) => $"[{string.Join(", ", shape)}]";
 }
