@@ -22,6 +22,7 @@ public static class BenchmarkRunner
         ("streaming", StreamingSuite.Run),
         ("reach", ReachSuite.Run),
         ("spatial", SpatialSuite.Run),
+        ("profile", ProfileSuite.Run),
     };
 
     public static int Run(IReadOnlyCollection<string> suites, bool smoke, bool small, string output, TextWriter log, int[]? resolutions = null,
@@ -56,10 +57,19 @@ public static class BenchmarkRunner
     /// <summary>The CPU's name and whether it computes bfloat16 natively: bfloat16 speeds hold only where it does.</summary>
     private static string Cpu()
     {
-        var lines = File.Exists("/proc/cpuinfo") ? File.ReadLines("/proc/cpuinfo").Take(60).ToList() : new List<string>();
-        string name = lines.FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "an unknown CPU";
-        var flags = lines.FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal))?.Split(' ') ?? Array.Empty<string>();
-        var bfloat16 = new[] { "avx512_bf16", "amx_bf16" }.Where(flags.Contains).ToList();
-        return $"{name} ({(bfloat16.Count > 0 ? $"native bfloat16: {string.Join(", ", bfloat16)}" : "no native bfloat16")})";
+        var bfloat16 = NativeBFloat16Flags();
+        return $"{CpuInfo("model name")?.Trim() ?? "an unknown CPU"} ({(bfloat16.Count > 0 ? $"native bfloat16: {string.Join(", ", bfloat16)}" : "no native bfloat16")})";
     }
+
+    /// <summary>True where the CPU computes bfloat16 natively (AVX512-BF16 or AMX).</summary>
+    public static bool CpuHasNativeBFloat16() => NativeBFloat16Flags().Count > 0;
+
+    private static List<string> NativeBFloat16Flags()
+    {
+        var flags = CpuInfo("flags")?.Split(' ') ?? Array.Empty<string>();
+        return new[] { "avx512_bf16", "amx_bf16" }.Where(flags.Contains).ToList();
+    }
+
+    private static string? CpuInfo(string field) => (File.Exists("/proc/cpuinfo") ? File.ReadLines("/proc/cpuinfo").Take(60) : Enumerable.Empty<string>())
+        .FirstOrDefault(l => l.StartsWith(field, StringComparison.Ordinal))?.Split(':', 2)[1];
 }

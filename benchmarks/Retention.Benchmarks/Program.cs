@@ -6,7 +6,7 @@ using Retention.Benchmarks;
 GlibcAllocatorTuning.Apply();
 TorchSharpNative.EnsureLoaded();
 
-var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming, reach, spatial or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
+var suite = new Option<string[]>("--suite") { Description = "kernel, chunk, model, training, mlnet, precision, contention, onnx, rmt, streaming, reach, spatial, profile or all.", DefaultValueFactory = _ => new[] { "all" }, AllowMultipleArgumentsPerToken = true };
 var smoke = new Option<bool>("--smoke") { Description = "Tiny sizes: checks that every suite runs and writes its table (used in CI)." };
 var output = new Option<string>("--out") { Description = "Folder for results.md and results.json.", DefaultValueFactory = _ => "benchmark-results" };
 var small = new Option<bool>("--small") { Description = "Model suite with ViR-S/ViT-S instead of Ti." };
@@ -35,4 +35,13 @@ var streamFile = new Command("stream-file", "Classify one image file band by ban
 streamFile.Hidden = true;
 streamFile.SetAction(parsed => StreamingSuite.StreamFile(parsed.GetValue(weightsFile)!, parsed.GetValue(imageFile)!));
 root.Subcommands.Add(streamFile);
+// The ONNX suite's child process: one case measured with one engine.
+var caseIndex = new Option<int>("--index") { Required = true };
+var engine = new Option<string>("--engine") { Required = true };
+var caseSeconds = new Option<double>("--seconds") { DefaultValueFactory = _ => 2 };
+var smokeCase = new Option<bool>("--smoke-case");
+var onnxCase = new Command("onnx-case", "Measure one ONNX suite case with the library or ONNX Runtime and print images/s (the ONNX suite's child process).") { caseIndex, engine, caseSeconds, smokeCase };
+onnxCase.Hidden = true;
+onnxCase.SetAction(parsed => OnnxSuite.MeasureCase(parsed.GetValue(caseIndex), parsed.GetValue(engine)!, parsed.GetValue(caseSeconds), parsed.GetValue(smokeCase)));
+root.Subcommands.Add(onnxCase);
 return root.Parse(args).Invoke();
