@@ -46,8 +46,19 @@ public static class ContentionSuite
             table.Add("Fit alone", policy, alone, 1.0);
             table.Add("Fit beside another process's fit", policy, beside, beside / alone);
         }
+        // Batched scoring (ViR-Mini, batch 8, one forward pass after another) alone and beside the same work in a second
+        // process, at the library's spin count and two longer ones: what the spin count trades.
+        double scoreSeconds = settings.Smoke ? 0.5 : 6;
+        foreach (var (policy, spinCount) in new[] { ("the library's (GOMP_SPINCOUNT=1000)", "1000"), ("GOMP_SPINCOUNT=30000", "30000"), ("libgomp's spin count (300,000)", "300000") })
+        {
+            double alone = ScoreRates(1, scoreSeconds, spinCount).Sum();
+            var pair = ScoreRates(2, scoreSeconds, spinCount);
+            table.Add("Batch-8 scoring alone", policy, alone, 1.0);
+            table.Add("Batch-8 scoring beside another process's", policy, pair[0], pair[0] / alone);
+        }
         table.Notes.Add($"{Environment.ProcessorCount} cores. Serving: each thread predicts with its own PredictionEngine (OwnsTransformer = false) over one model; " +
-            $"rates are totals over all threads. Fit: ViR-Mini on {fitRows:N0} images, images/s of the last epoch, each in a process of its own; the other process runs the same fit in a loop.");
+            $"rates are totals over all threads. Fit: ViR-Mini on {fitRows:N0} images, images/s of the last epoch, each in a process of its own; the other process runs the same fit in a loop. " +
+            "Batch-8 scoring: ViR-Mini forward passes of 8 images in a process of its own, alone or with a second identical process started at the same time.");
         return table;
     }
 
@@ -70,6 +81,43 @@ public static class ContentionSuite
         while (watch.Elapsed.TotalSeconds < seconds)
             SyntheticPixels.Fit(ml, keyed, epochs: 1, batch: 64).Dispose();
         return 0;
+    }
+
+    /// <summary>Scores ViR-Mini batches of 8 for <paramref name="seconds"/> seconds and prints images/s (the contention suite's child process).</summary>
+    public static int ScoreRate(double seconds)
+    {
+        using var inference = TorchSharp.torch.inference_mode();
+        TorchSharp.torch.manual_seed(0);
+        using var model = new Microsoft.ML.Retention.Models.ViRModel(Microsoft.ML.Retention.Models.ViRConfig.Mini with { DropPath = 0 });
+        model.eval();
+        var images = TorchSharp.torch.randn(8, 1, 28, 28);
+        for (int i = 0; i < 20; i++) { using var s = TorchSharp.torch.NewDisposeScope(); model.forward(images); }
+        int passes = 0;
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed.TotalSeconds < seconds)
+        {
+            using var s = TorchSharp.torch.NewDisposeScope();
+            model.forward(images);
+            passes++;
+        }
+        Console.WriteLine((passes * 8 / watch.Elapsed.TotalSeconds).ToString(CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    // Starts `processes` scoring children at once and returns each one's images/s.
+    private static double[] ScoreRates(int processes, double seconds, string spinCount)
+    {
+        var children = Enumerable.Range(0, processes)
+            .Select(_ => SelfProcess.Start(new[] { "score-rate", "--seconds", seconds.ToString(CultureInfo.InvariantCulture) }, Spin(spinCount))).ToList();
+        var rates = children.Select(child =>
+        {
+            string output = child.StandardOutput.ReadToEnd();
+            child.WaitForExit();
+            if (child.ExitCode != 0) throw new InvalidOperationException($"score-rate failed ({child.ExitCode}): {output}");
+            return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
+        }).ToArray();
+        children.ForEach(c => c.Dispose());
+        return rates;
     }
 
     private static double FitRateInChild(int epochs, int rows, string? spinCount) =>

@@ -28,6 +28,11 @@ var fitRate = new Command("fit-rate", "Fit ViR-Mini once and print the last epoc
 fitRate.Hidden = true;
 fitRate.SetAction(parsed => ContentionSuite.FitRate(parsed.GetValue(fitEpochs), parsed.GetValue(rows)));
 root.Subcommands.Add(fitRate);
+var scoreSecondsOption = new Option<double>("--seconds") { DefaultValueFactory = _ => 6 };
+var scoreRate = new Command("score-rate", "Score ViR-Mini batches of 8 and print images/s (the contention suite's child process).") { scoreSecondsOption };
+scoreRate.Hidden = true;
+scoreRate.SetAction(parsed => ContentionSuite.ScoreRate(parsed.GetValue(scoreSecondsOption)));
+root.Subcommands.Add(scoreRate);
 // The streaming suite's child process: one file classified by PredictStreaming.
 var weightsFile = new Option<string>("--weights") { Required = true };
 var imageFile = new Option<string>("--image") { Required = true };

@@ -246,8 +246,8 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
     public override Tensor forward(Tensor x, RetentionSettings retention)
     {
         using var scope = NewDisposeScope();
-        x = x + Branch(ls1, mixer.forward(norm1.forward(x), retention));
-        x = x + Branch(ls2, mlp.forward(norm2.forward(x)));
+        x = Branch(ls1, mixer.forward(norm1.forward(x), retention)).add_(x);
+        x = Branch(ls2, mlp.forward(norm2.forward(x))).add_(x);
         return x.MoveToOuterDisposeScope();
     }
 
@@ -260,11 +260,13 @@ internal sealed class TransformerBlock : Module<Tensor, RetentionSettings, Tenso
     {
         using var scope = NewDisposeScope();
         var (mixed, next) = Retention.ForwardStep(norm1.forward(x), state, chunkSize);
-        x = x + Branch(ls1, mixed);
-        x = x + Branch(ls2, mlp.forward(norm2.forward(x)));
+        x = Branch(ls1, mixed).add_(x);
+        x = Branch(ls2, mlp.forward(norm2.forward(x))).add_(x);
         return (x.MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
     }
 
+    // A residual branch's output, which the block then adds x to in place: it is a fresh tensor that no backward pass
+    // needs (Linear, scale and drop-path keep their inputs), so one allocation per branch is saved.
     private Tensor Branch(LayerScale? scale, Tensor output) => drop_path.forward(scale is null ? output : scale.forward(output));
 }
 
