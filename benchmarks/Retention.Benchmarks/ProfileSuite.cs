@@ -24,14 +24,19 @@ public static class ProfileSuite
         foreach (var (name, config, batch, retention) in settings.OnnxCases)
         {
             var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);
-            double forward = Forward(config, images, retention, settings);
-            // What one more block costs, measured as the difference of a two-block and a one-block model, leaves what
-            // lies outside the blocks: the stem, the position embedding, the final norm and the head, with their calls.
-            double one = Forward(config with { Depth = 1 }, images, retention, settings), two = Forward(config with { Depth = 2 }, images, retention, settings);
-            double outside = Math.Max(0, 2 * one - two);
-            var block = BlockParts(config, batch, retention, settings);
-            double matmuls = block.MatmulMs * config.Depth, memory = block.MemoryMs * config.Depth;
-            double gflops = block.MatmulFlops * config.Depth / matmuls / 1e6;
+            // Three rounds of every measurement, each quantity's median: this machine has slow spells of seconds.
+            var rounds = Enumerable.Range(0, settings.Smoke ? 1 : 3).Select(_ =>
+            {
+                double forward = Forward(config, images, retention, settings);
+                // What one more block costs, measured as the difference of a two-block and a one-block model, leaves what
+                // lies outside the blocks: the stem, the position embedding, the final norm and the head, with their calls.
+                double one = Forward(config with { Depth = 1 }, images, retention, settings), two = Forward(config with { Depth = 2 }, images, retention, settings);
+                var block = BlockParts(config, batch, retention, settings);
+                return (Forward: forward, Outside: Math.Max(0, 2 * one - two), Matmuls: block.MatmulMs * config.Depth, Memory: block.MemoryMs * config.Depth, block.MatmulFlops);
+            }).ToList();
+            double forward = Median(rounds.Select(r => r.Forward)), outside = Median(rounds.Select(r => r.Outside));
+            double matmuls = Median(rounds.Select(r => r.Matmuls)), memory = Median(rounds.Select(r => r.Memory));
+            double gflops = rounds[0].MatmulFlops * config.Depth / matmuls / 1e6;
             table.Add($"{name} {config.ImageHeight}² b{batch} {(retention.Mode == RetentionMode.Chunkwise ? "chunkwise" : "parallel")}",
                 forward, outside, matmuls, gflops, gflops / peak, memory, forward - outside - matmuls - memory);
         }
@@ -142,6 +147,12 @@ public static class ProfileSuite
         return 2.0 * m * m * m / best / 1e6;
     }
 
+    private static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted[sorted.Count / 2];
+    }
+
     private static double Median(Func<Tensor> op, BenchmarkSettings settings) =>
-        Harness.Run(() => { using var s = NewDisposeScope(); op(); }, minRepeats: 3, maxRepeats: 31, budgetSeconds: settings.Smoke ? 0.2 : 2).MedianMs;
+        Harness.Run(() => { using var s = NewDisposeScope(); op(); }, minRepeats: 3, maxRepeats: 31, budgetSeconds: settings.Smoke ? 0.2 : 1).MedianMs;
 }
