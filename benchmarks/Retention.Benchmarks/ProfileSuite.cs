@@ -45,6 +45,24 @@ public static class ProfileSuite
             "Block memory-bound: two LayerNorms, GELU, two residual adds and the copy that merges the heads, likewise. Outside the blocks: 2·f(1 block) − f(2 blocks). " +
             "Per-call overhead: the rest of the forward pass, the cost between operations (managed calls, libtorch's dispatcher, allocation, module calls).");
 
+        {
+            // What inference mode saves over no_grad (the library's scoring used no_grad before issue 25), in alternation.
+            var (name, config, batch, retention) = settings.OnnxCases[0];
+            manual_seed(0);
+            using var model = new ViRModel(config with { DropPath = 0 });
+            model.eval();
+            var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);
+            double NoGrad()
+            {
+                using var normal = inference_mode(false);
+                using var noGrad = no_grad();
+                return Median(() => model.forward(images, retention), settings);
+            }
+            var ratios = Enumerable.Range(0, settings.Smoke ? 1 : 7).Select(_ => NoGrad() / Median(() => model.forward(images, retention), settings)).ToList();
+            table.Notes.Add($"{name} {config.ImageHeight}² b{batch}: forward time under no_grad ÷ under inference mode = {Median(ratios):F3} (median of {ratios.Count} alternating rounds, " +
+                $"{ratios.Min():F3}–{ratios.Max():F3}).");
+        }
+
         foreach (var (n, ratio, target) in Kernels(settings))
             table.Notes.Add($"Kernel, B={settings.KernelBatch} H={KernelInputs.Heads} D={KernelInputs.HeadDim}, N={n}: " +
                 $"{(n < 500 ? "parallel" : $"chunkwise C={KernelChunk}")} ÷ fused attention = {ratio:F3} (target ≤ {target:F3}" +

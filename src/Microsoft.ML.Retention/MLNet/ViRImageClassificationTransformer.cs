@@ -239,7 +239,7 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         var model = _shared.For(Precision).Module as ViRModel
             ?? throw new NotSupportedException($"Streaming needs a causal model with its [class] token last, a ViR; this one is an {Architecture.Backbone}.");
         using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
+        using var inference = inference_mode();
         using var source = new StreamingImageSource(stream, name, Architecture, model.Config.PatchSize, bandTokens);
         var type = model.parameters().First().dtype;
         var embedding = model.EmbedStreaming((first, count, column, columns) => source.Window(first, count, column, columns).to(Device).to(type), 1, source.Height, source.Width, type, Device,
@@ -310,14 +310,17 @@ public sealed partial class ViRImageClassificationTransformer : ITransformer, ID
         return Score(stack(images));
     }
 
-    /// <summary>Scores a batch [B, C, H, W] at the model's resolution in one forward pass, without gradients.</summary>
+    /// <summary>
+    /// Scores a batch [B, C, H, W] at the model's resolution in one forward pass, in inference mode (no autograd
+    /// bookkeeping at all: 6–12 % faster than no_grad for ViR-Mini at batch 1, docs/benchmarks.md).
+    /// </summary>
     internal ScoredBatch Score(Tensor images)
     {
         ThrowIfDisposed();
         using var use = _shared.Use() ?? throw DisposedError();
+        var model = _shared.For(Precision); // before inference mode: a bfloat16 copy made here must hold ordinary tensors
         using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var model = _shared.For(Precision);
+        using var inference = inference_mode();
         var batch = images.to(Device).to(model.Module.parameters().First().dtype);
         var embedding = model.Embed(batch, Retention);
         return Scored(embedding, model.Classify(embedding), Columns.Embedding is not null);
