@@ -29,6 +29,13 @@ public static class Harness
         return new Measurement(samples[samples.Count / 2], samples[0], samples.Count, peakMiB);
     }
 
+    /// <summary>The median of <paramref name="values"/> (the upper one of an even count).</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted[sorted.Count / 2];
+    }
+
     private static double PeakMemoryMiB(Action action)
     {
         if (!OperatingSystem.IsLinux()) return double.NaN;

@@ -37,7 +37,7 @@ public static class OnnxSuite
             }
             table.Add(name, $"{config.ImageHeight}²", batch,
                 retention.Mode == RetentionMode.Chunkwise ? $"chunkwise C={ChunkSizes.Resolve(retention.ChunkSize, config.PatchCount + 1)}" : "parallel",
-                Median(library), Median(onnx), Median(ratios), $"{ratios.Min():F2}–{ratios.Max():F2}");
+                Harness.Median(library), Harness.Median(onnx), Harness.Median(ratios), $"{ratios.Min():F2}–{ratios.Max():F2}");
         }
         table.Notes.Add($"Medians over {Rounds} alternating rounds (the ratio: the median of each round's library ÷ ONNX Runtime, which this machine's slow spells affect least), each a fresh process that measures the median forward pass (probabilities out) for {seconds} s after a second's warm-up, " +
             $"{Environment.ProcessorCount} threads each: the library's model.forward under inference mode, and ONNX Runtime's CPU provider with default graph optimisations " +
@@ -87,7 +87,7 @@ public static class OnnxSuite
                 forward();
                 times.Add(watch.Elapsed.TotalMilliseconds);
             }
-            Console.WriteLine((batch / (Median(times) / 1000)).ToString(CultureInfo.InvariantCulture));
+            Console.WriteLine((batch / (Harness.Median(times) / 1000)).ToString(CultureInfo.InvariantCulture));
             return 0;
         }
         finally
@@ -103,11 +103,5 @@ public static class OnnxSuite
         if (smoke) args.Add("--smoke-case");
         string output = SelfProcess.Run(args);
         return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.OrderBy(v => v).ToList();
-        return sorted[sorted.Count / 2];
     }
 }

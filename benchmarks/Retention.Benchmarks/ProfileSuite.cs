@@ -8,9 +8,9 @@ namespace Retention.Benchmarks;
 
 /// <summary>
 /// Where a forward pass's time goes, for the ONNX cases: each kind of operation of one block timed alone at the block's
-/// shapes (times depth), the stem alone, and the rest of the measured forward pass, which is the per-call cost between
-/// the operations (managed calls, libtorch's dispatcher, allocation). Then the retention kernels against fused attention,
-/// and bfloat16 scoring against the bfloat16 matmul roofline.
+/// shapes (times depth), what lies outside the blocks, and the rest of the measured forward pass, which is the per-call
+/// cost between the operations (managed calls, libtorch's dispatcher, allocation). Then inference mode against no_grad,
+/// the retention kernels against fused attention, and bfloat16 scoring against the bfloat16 matmul roofline.
 /// </summary>
 public static class ProfileSuite
 {
@@ -34,8 +34,8 @@ public static class ProfileSuite
                 var block = BlockParts(config, batch, retention, settings);
                 return (Forward: forward, Outside: Math.Max(0, 2 * one - two), Matmuls: block.MatmulMs * config.Depth, Memory: block.MemoryMs * config.Depth, block.MatmulFlops);
             }).ToList();
-            double forward = Median(rounds.Select(r => r.Forward)), outside = Median(rounds.Select(r => r.Outside));
-            double matmuls = Median(rounds.Select(r => r.Matmuls)), memory = Median(rounds.Select(r => r.Memory));
+            double forward = Harness.Median(rounds.Select(r => r.Forward)), outside = Harness.Median(rounds.Select(r => r.Outside));
+            double matmuls = Harness.Median(rounds.Select(r => r.Matmuls)), memory = Harness.Median(rounds.Select(r => r.Memory));
             double gflops = rounds[0].MatmulFlops * config.Depth / matmuls / 1e6;
             table.Add($"{name} {config.ImageHeight}² b{batch} {(retention.Mode == RetentionMode.Chunkwise ? "chunkwise" : "parallel")}",
                 forward, outside, matmuls, gflops, gflops / peak, memory, forward - outside - matmuls - memory);
@@ -45,23 +45,7 @@ public static class ProfileSuite
             "Block memory-bound: two LayerNorms, GELU, two residual adds and the copy that merges the heads, likewise. Outside the blocks: 2·f(1 block) − f(2 blocks). " +
             "Per-call overhead: the rest of the forward pass, the cost between operations (managed calls, libtorch's dispatcher, allocation, module calls).");
 
-        {
-            // What inference mode saves over no_grad (the library's scoring used no_grad before issue 25), in alternation.
-            var (name, config, batch, retention) = settings.OnnxCases[0];
-            manual_seed(0);
-            using var model = new ViRModel(config with { DropPath = 0 });
-            model.eval();
-            var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);
-            double NoGrad()
-            {
-                using var normal = inference_mode(false);
-                using var noGrad = no_grad();
-                return Median(() => model.forward(images, retention), settings);
-            }
-            var ratios = Enumerable.Range(0, settings.Smoke ? 1 : 7).Select(_ => NoGrad() / Median(() => model.forward(images, retention), settings)).ToList();
-            table.Notes.Add($"{name} {config.ImageHeight}² b{batch}: forward time under no_grad ÷ under inference mode = {Median(ratios):F3} (median of {ratios.Count} alternating rounds, " +
-                $"{ratios.Min():F3}–{ratios.Max():F3}).");
-        }
+        table.Notes.Add(InferenceModeGain(settings));
 
         foreach (var (n, ratio, target) in Kernels(settings))
             table.Notes.Add($"Kernel, B={settings.KernelBatch} H={KernelInputs.Heads} D={KernelInputs.HeadDim}, N={n}: " +
@@ -83,6 +67,25 @@ public static class ProfileSuite
                 $"roofline ({bf16Peak:F0} GFLOP/s, a {side}² bfloat16 matmul; target ≥ 0.6).");
         }
         return table;
+    }
+
+    // What inference mode saves over no_grad (the library's scoring used no_grad before issue 25), in alternating rounds.
+    private static string InferenceModeGain(BenchmarkSettings settings)
+    {
+        var (name, config, batch, retention) = settings.OnnxCases[0];
+        manual_seed(0);
+        using var model = new ViRModel(config with { DropPath = 0 });
+        model.eval();
+        var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);
+        double NoGrad()
+        {
+            using var normal = inference_mode(false);
+            using var noGrad = no_grad();
+            return Median(() => model.forward(images, retention), settings);
+        }
+        var ratios = Enumerable.Range(0, settings.Smoke ? 1 : 7).Select(_ => NoGrad() / Median(() => model.forward(images, retention), settings)).ToList();
+        return $"{name} {config.ImageHeight}² b{batch}: forward time under no_grad ÷ under inference mode = {Harness.Median(ratios):F3} (median of {ratios.Count} alternating rounds, " +
+            $"{ratios.Min():F3}–{ratios.Max():F3}).";
     }
 
     private const int KernelChunk = 64;
@@ -163,12 +166,6 @@ public static class ProfileSuite
             best = Math.Min(best, watch.Elapsed.TotalMilliseconds);
         }
         return 2.0 * m * m * m / best / 1e6;
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.OrderBy(v => v).ToList();
-        return sorted[sorted.Count / 2];
     }
 
     private static double Median(Func<Tensor> op, BenchmarkSettings settings) =>

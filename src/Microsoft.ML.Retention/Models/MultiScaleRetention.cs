@@ -103,10 +103,10 @@ public sealed class MultiScaleRetention : Module<Tensor, RetentionSettings, Tens
     internal (Tensor Output, Tensor State) ForwardStep(Tensor x, Tensor state, int chunkSize)
     {
         using var scope = NewDisposeScope();
-        var shape = x.shape;
-        var (q, k, v) = Heads(x, shape);
+        var dims = x.shape;
+        var (q, k, v) = Heads(x, dims);
         var (retained, next) = RetentionOps.ChunkwiseStep(state, q, k, v, _decay, chunkSize);
-        return (Output(x, shape, retained).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
+        return (Output(x, dims, retained).MoveToOuterDisposeScope(), next.MoveToOuterDisposeScope());
     }
 
     /// <summary>The state a sequence starts from: zeros [B, H, D, D], float32 for bfloat16 or half tokens.</summary>
