@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
+using Microsoft.ML.Retention.Models;
 using Microsoft.ML.Retention.Training;
+using static TorchSharp.torch;
 
 namespace Retention.Benchmarks;
 
@@ -86,17 +88,17 @@ public static class ContentionSuite
     /// <summary>Scores ViR-Mini batches of 8 for <paramref name="seconds"/> seconds and prints images/s (the contention suite's child process).</summary>
     public static int ScoreRate(double seconds)
     {
-        using var inference = TorchSharp.torch.inference_mode();
-        TorchSharp.torch.manual_seed(0);
-        using var model = new Microsoft.ML.Retention.Models.ViRModel(Microsoft.ML.Retention.Models.ViRConfig.Mini with { DropPath = 0 });
+        using var inference = inference_mode();
+        manual_seed(0);
+        using var model = new ViRModel(ViRConfig.Mini with { DropPath = 0 });
         model.eval();
-        var images = TorchSharp.torch.randn(8, 1, 28, 28);
-        for (int i = 0; i < 20; i++) { using var s = TorchSharp.torch.NewDisposeScope(); model.forward(images); }
+        var images = randn(8, 1, 28, 28);
+        for (int i = 0; i < 20; i++) { using var s = NewDisposeScope(); model.forward(images); }
         int passes = 0;
         var watch = Stopwatch.StartNew();
         while (watch.Elapsed.TotalSeconds < seconds)
         {
-            using var s = TorchSharp.torch.NewDisposeScope();
+            using var s = NewDisposeScope();
             model.forward(images);
             passes++;
         }
@@ -105,23 +107,12 @@ public static class ContentionSuite
     }
 
     // Starts `processes` scoring children at once and returns each one's images/s.
-    private static double[] ScoreRates(int processes, double seconds, string spinCount)
-    {
-        var children = Enumerable.Range(0, processes)
-            .Select(_ => SelfProcess.Start(new[] { "score-rate", "--seconds", seconds.ToString(CultureInfo.InvariantCulture) }, Spin(spinCount))).ToList();
-        var rates = children.Select(child =>
-        {
-            string output = child.StandardOutput.ReadToEnd();
-            child.WaitForExit();
-            if (child.ExitCode != 0) throw new InvalidOperationException($"score-rate failed ({child.ExitCode}): {output}");
-            return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
-        }).ToArray();
-        children.ForEach(c => c.Dispose());
-        return rates;
-    }
+    private static double[] ScoreRates(int processes, double seconds, string spinCount) =>
+        SelfProcess.RunTogetherForNumbers(Enumerable.Range(0, processes)
+            .Select(_ => (IEnumerable<string>)new[] { "score-rate", "--seconds", seconds.ToString(CultureInfo.InvariantCulture) }).ToList(), Spin(spinCount));
 
     private static double FitRateInChild(int epochs, int rows, string? spinCount) =>
-        double.Parse(SelfProcess.Run(new[] { "fit-rate", "--epochs", $"{epochs}", "--rows", $"{rows}" }, Spin(spinCount)).Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
+        SelfProcess.RunForNumber(new[] { "fit-rate", "--epochs", $"{epochs}", "--rows", $"{rows}" }, Spin(spinCount));
 
     private static Dictionary<string, string> Spin(string? spinCount) =>
         spinCount is null ? new() : new() { ["GOMP_SPINCOUNT"] = spinCount };

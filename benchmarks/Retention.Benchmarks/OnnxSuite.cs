@@ -101,7 +101,6 @@ public static class OnnxSuite
     {
         var args = new List<string> { "onnx-case", "--index", $"{index}", "--engine", engine, "--seconds", seconds.ToString(CultureInfo.InvariantCulture) };
         if (smoke) args.Add("--smoke-case");
-        string output = SelfProcess.Run(args);
-        return double.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
+        return SelfProcess.RunForNumber(args);
     }
 }

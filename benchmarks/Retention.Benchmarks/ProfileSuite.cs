@@ -23,6 +23,7 @@ public static class ProfileSuite
         double peak = MatmulPeak(ScalarType.Float32, side);
         foreach (var (name, config, batch, retention) in settings.OnnxCases)
         {
+            using var scope = NewDisposeScope();
             var images = randn(batch, config.Channels, config.ImageHeight, config.ImageWidth);
             // Three rounds of every measurement, each quantity's median: this machine has slow spells of seconds.
             var rounds = Enumerable.Range(0, settings.Smoke ? 1 : 3).Select(_ =>

@@ -72,7 +72,7 @@ public static class StreamingSuite
             {
                 // A default app: glibc's allocator untuned, libtorch's threads as they come.
                 var fields = SelfProcess.Run(new[] { "stream-file", "--weights", weights, "--image", image },
-                    new Dictionary<string, string> { ["MLNET_RETENTION_MALLOC"] = "default" }).Trim().Split('\n')[^1].Split(' ');
+                    new Dictionary<string, string> { ["MLNET_RETENTION_MALLOC"] = "default" }).Split(' ');
                 long width = long.Parse(fields[0], CultureInfo.InvariantCulture), height = long.Parse(fields[1], CultureInfo.InvariantCulture);
                 double seconds = double.Parse(fields[2], CultureInfo.InvariantCulture), peakMiB = double.Parse(fields[3], CultureInfo.InvariantCulture);
                 long tokens = Tokens(config, height, width);

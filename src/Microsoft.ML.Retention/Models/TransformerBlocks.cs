@@ -178,10 +178,16 @@ internal sealed class Mlp : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => Drop(fc2.forward(Drop(act.forward(fc1.forward(x)))));
+    public override Tensor forward(Tensor x) => Dropouts.Apply(drop, fc2.forward(Dropouts.Apply(drop, act.forward(fc1.forward(x)))));
+}
 
-    // Dropout is the identity in eval mode or at rate 0: skipping the native call matters at batch 1.
-    private Tensor Drop(Tensor x) => training && drop.p > 0 ? drop.forward(x) : x;
+internal static class Dropouts
+{
+    /// <summary>
+    /// <paramref name="drop"/> over <paramref name="x"/> where it acts (training, rate above 0); otherwise x itself,
+    /// without the native call an identity dropout still makes (it matters at batch 1).
+    /// </summary>
+    public static Tensor Apply(Dropout drop, Tensor x) => drop.training && drop.p > 0 ? drop.forward(x) : x;
 }
 
 /// <summary>Per-channel learnable scale on a residual branch (CaiT's LayerScale).</summary>

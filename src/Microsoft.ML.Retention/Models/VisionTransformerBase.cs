@@ -92,9 +92,6 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
         return Classify(EmbedCore(images, retention)).MoveToOuterDisposeScope();
     }
 
-    // The identity in eval mode or at rate 0: no native call then.
-    private Tensor PositionDropout(Tensor tokens) => training && pos_drop.p > 0 ? pos_drop.forward(tokens) : tokens;
-
     private protected Tensor EmbedCore(Tensor images, RetentionSettings retention)
     {
         CheckImages(images);
@@ -104,7 +101,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
 
         var patches = patch_embed.forward(images) + PositionEmbedding(gridH, gridW);
         var cls = cls_token.expand(batch, -1, -1);
-        var x = PositionDropout(_classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
+        var x = Dropouts.Apply(pos_drop, _classTokenLast ? cat(new[] { patches, cls }, 1) : cat(new[] { cls, patches }, 1));
         retention = retention with { Grid = (gridH, gridW) };
         foreach (var block in blocks) x = block.forward(x, retention);
         x = norm.forward(x);
@@ -179,7 +176,7 @@ public abstract class VisionTransformerBase : Module<Tensor, Tensor>
                 using var band = NewDisposeScope();
                 long columns = Math.Min(pieceWidth, gridW - column);
                 var tokens = BandTokens(pixels, batch, first, rows, gridH, column, columns, gridW) + PositionEmbeddingBand(gridH, gridW, first, rows, column, columns);
-                Step(PositionDropout(tokens));
+                Step(Dropouts.Apply(pos_drop, tokens));
                 foreach (var state in states) state.MoveToOuterDisposeScope();
                 progress?.Invoke((double)(first * gridW + rows * (column + columns)) / (gridH * gridW));
             }

@@ -34,11 +34,11 @@ public static class RetentionOps
     /// </summary>
     public static (Tensor Output, Tensor State) RecurrentStep(Tensor state, Tensor q, Tensor k, Tensor v, Tensor gamma)
     {
-        CheckTokens(q, k, v, rank: 3);
-        CheckState(state, q);
+        var shape = CheckTokens(q, k, v, rank: 3);
+        CheckState(state, shape);
         var decay = DecayFor(gamma, q);
-        CheckHeads(decay, q);
-        return Step(state, q, k, v, decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1), Scale(q));
+        CheckHeads(decay, shape);
+        return Step(state, q, k, v, decay.Gamma(q.dtype, q.device).view(1, -1, 1, 1), Scale(shape[^1]));
     }
 
     /// <summary>
@@ -54,16 +54,16 @@ public static class RetentionOps
     /// <inheritdoc cref="ChunkwiseStep(Tensor, Tensor, Tensor, Tensor, Tensor, int)"/>
     internal static (Tensor Output, Tensor State) ChunkwiseStep(Tensor state, Tensor q, Tensor k, Tensor v, RetentionDecay decay, int chunkSize)
     {
-        CheckTokens(q, k, v, rank: 4);
-        CheckHeads(decay, q);
-        CheckState(state, q);
+        var shape = CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, shape);
+        CheckState(state, shape);
 
         using var scope = NewDisposeScope();
-        long n = q.shape[2];
+        long n = shape[2];
         var type = StateType(q);
         var logGamma = decay.Gamma(ScalarType.Float64, q.device).log().view(-1, 1);                           // [H, 1]
         // γ^(i+1) for the queries, γ^(N−1−j) for the keys: every exponent non-negative, so nothing overflows.
-        var queryDecay = (arange(1, n + 1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().mul_(Scale(q)).to(type).unsqueeze(-1);
+        var queryDecay = (arange(1, n + 1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().mul_(Scale(shape[3])).to(type).unsqueeze(-1);
         var keyDecay = (arange(n - 1, -1, -1, ScalarType.Float64, q.device).unsqueeze(0) * logGamma).exp_().to(type).unsqueeze(-1);
         var carried = logGamma.mul(n).exp_().to(type).view(1, -1, 1, 1);                                          // γ^N
 
@@ -181,15 +181,15 @@ public static class RetentionOps
     /// <inheritdoc cref="Recurrent(Tensor, Tensor, Tensor, Tensor)"/>
     internal static Tensor Recurrent(Tensor q, Tensor k, Tensor v, RetentionDecay decay)
     {
-        CheckTokens(q, k, v, rank: 4);
-        CheckHeads(decay, q);
+        var shape = CheckTokens(q, k, v, rank: 4);
+        CheckHeads(decay, shape);
 
         using var scope = NewDisposeScope();
         // One state carries every token, so the whole form runs in StateType (float32 for bfloat16 or half inputs).
         var type = StateType(q);
         var gamma = decay.Gamma(type, q.device).view(1, -1, 1, 1);
         var (qs, ks, vs) = (q.to(type), k.to(type), v.to(type));
-        var output = Tracking(q, k, v) ? RecurrentWithAutograd(qs, ks, vs, gamma, Scale(q)) : RecurrentInPlace(qs, ks, vs, gamma, Scale(q));
+        var output = Tracking(q, k, v) ? RecurrentWithAutograd(qs, ks, vs, gamma, Scale(shape[3])) : RecurrentInPlace(qs, ks, vs, gamma, Scale(shape[3]));
         return output.to(q.dtype).MoveToOuterDisposeScope();
     }
 
@@ -274,8 +274,6 @@ public static class RetentionOps
         return shapes[0];
     }
 
-    private static void CheckHeads(RetentionDecay decay, Tensor q) => CheckHeads(decay, q.shape);
-
     private static void CheckHeads(RetentionDecay decay, long[] shape)
     {
         ArgumentNullException.ThrowIfNull(decay, nameof(decay));
@@ -283,10 +281,11 @@ public static class RetentionOps
             throw new ArgumentException($"gamma must have one decay per head, shape [{shape[1]}], but it has {decay.Heads}.", "gamma");
     }
 
-    private static void CheckState(Tensor state, Tensor q)
+    // tokens: the shape of q, [B, H, D] or [B, H, N, D]; the state must be [B, H, D, D].
+    private static void CheckState(Tensor state, long[] tokens)
     {
         ArgumentNullException.ThrowIfNull(state, nameof(state));
-        long[] expected = { q.shape[0], q.shape[1], q.shape[^1], q.shape[^1] }; // [B, H, D, D] for tokens [B, H, D] or [B, H, N, D]
+        long[] expected = { tokens[0], tokens[1], tokens[^1], tokens[^1] };
         if (!state.shape.SequenceEqual(expected))
             throw new ArgumentException($"state must have shape [{string.Join(", ", expected)}], but its shape is {ShapeOf(state)}.", nameof(state));
     }
